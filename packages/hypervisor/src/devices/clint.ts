@@ -1,0 +1,94 @@
+import { MIP_MSIP, MIP_MTIP, type Hart } from "@hyperfleet/riscv";
+import type { MmioDevice } from "./device.js";
+
+const MTIMECMP_BASE = 0x4000;
+const MTIME = 0xbff8;
+const TWO_32 = 4294967296;
+
+/**
+ * The core-local interruptor (SiFive CLINT layout, as on QEMU `virt` at 0x0200_0000): per-hart msip and
+ * 64-bit mtimecmp, and the 64-bit mtime counter that `mtime()` supplies (10 MHz guest time). Drives MSIP
+ * and MTIP on the harts. mtimecmp reads 0 after reset but, as on QEMU, no timer is armed until the guest writes one.
+ */
+export class Clint implements MmioDevice {
+  readonly name = "clint";
+  readonly size = 0x10000;
+  private readonly mtimecmp: number[];
+  private readonly armed: boolean[];
+
+  constructor(
+    readonly base: number,
+    private readonly harts: readonly Hart[],
+    readonly mtime: () => number,
+  ) {
+    this.mtimecmp = harts.map(() => 0);
+    this.armed = harts.map(() => false);
+  }
+
+  /** Raises or lowers MTIP on every hart for the current time. Called before each batch. */
+  update(): void {
+    const now = this.mtime();
+    for (let i = 0; i < this.harts.length; i++) {
+      this.harts[i]!.setInterruptLine(MIP_MTIP, this.armed[i]! && now >= this.mtimecmp[i]!);
+    }
+  }
+
+  /** The earliest armed mtimecmp (the next instant a sleeping hart may wake), Infinity if none. */
+  nextDeadline(): number {
+    let next = Infinity;
+    for (let i = 0; i < this.mtimecmp.length; i++) if (this.armed[i] && this.mtimecmp[i]! < next) next = this.mtimecmp[i]!;
+    return next;
+  }
+
+  load(offset: number, size: 1 | 2 | 4): number | undefined {
+    if (size !== 4) return undefined;
+    if (offset < MTIMECMP_BASE) {
+      const hart = offset >>> 2;
+      if (hart >= this.harts.length) return 0;
+      return (this.harts[hart]!.mipLines & MIP_MSIP) !== 0 ? 1 : 0;
+    }
+    if (offset >= MTIMECMP_BASE && offset < MTIME) {
+      const hart = (offset - MTIMECMP_BASE) >>> 3;
+      if (hart >= this.harts.length) return 0;
+      return word(this.mtimecmp[hart]!, (offset & 4) !== 0);
+    }
+    if (offset === MTIME || offset === MTIME + 4) return word(this.mtime(), offset === MTIME + 4);
+    return 0;
+  }
+
+  store(offset: number, size: 1 | 2 | 4, value: number): boolean {
+    if (size !== 4) return false;
+    if (offset < MTIMECMP_BASE) {
+      const hart = offset >>> 2;
+      if (hart < this.harts.length) this.harts[hart]!.setInterruptLine(MIP_MSIP, (value & 1) !== 0);
+      return true;
+    }
+    if (offset >= MTIMECMP_BASE && offset < MTIME) {
+      const hart = (offset - MTIMECMP_BASE) >>> 3;
+      if (hart >= this.harts.length) return true;
+      const old = this.mtimecmp[hart]!;
+      const lo = (offset & 4) === 0 ? value >>> 0 : lowWord(old);
+      const hi = (offset & 4) !== 0 ? value >>> 0 : highWord(old);
+      this.mtimecmp[hart] = hi * TWO_32 + lo;
+      this.armed[hart] = true;
+      this.harts[hart]!.setInterruptLine(MIP_MTIP, this.mtime() >= this.mtimecmp[hart]!);
+      return true;
+    }
+    // mtime is read-only here: guest time follows the host clock
+    return true;
+  }
+}
+
+function word(v: number, high: boolean): number {
+  return (high ? highWord(v) : lowWord(v)) | 0;
+}
+
+// 64-bit values are doubles: exact below 2^53; an all-ones compare (2^64 - 1) rounds to 2^64 and reads back
+// as all ones.
+function lowWord(v: number): number {
+  return v >= 2 ** 64 ? 0xffffffff : v % TWO_32;
+}
+
+function highWord(v: number): number {
+  return v >= 2 ** 64 ? 0xffffffff : Math.floor(v / TWO_32);
+}

@@ -1,0 +1,14 @@
+export { ManualClock, MTIME_HZ, TICKS_PER_MS } from "./clock.js";
+export type { Clock } from "./clock.js";
+export { Clint } from "./devices/clint.js";
+export type { MmioDevice } from "./devices/device.js";
+export { TestDevice } from "./devices/test-device.js";
+export type { PowerRequest } from "./devices/test-device.js";
+export { Uart16550 } from "./devices/uart16550.js";
+export { buildFdt, parseFdt } from "./fdt.js";
+export type { FdtNode, FdtValue } from "./fdt.js";
+export { Machine, MachineConfigError, MAX_HARTS, MemoryMap } from "./machine.js";
+export type { Halt, MachineConfig, StepResult } from "./machine.js";
+export { runMachine } from "./adapters/run-loop.js";
+export type { RunOptions } from "./adapters/run-loop.js";
+export { systemClock } from "./adapters/system-clock.js";

@@ -1,0 +1,10 @@
+export { Access, BUS_FAULT, PAGE_EXIT, PAGE_FAULT, PAGE_MMIO } from "./bus.js";
+export type { PhysicalBus } from "./bus.js";
+export * from "./csr.js";
+export { decode, decodeWord, Op, SINK_REGISTER } from "./decode.js";
+export type { Decoded } from "./decode.js";
+export { DecodeCache } from "./decode-cache.js";
+export type { CodeFrameListener, DecodedPage } from "./decode-cache.js";
+export { Exit, Hart, mulh, mulhsu, mulhu } from "./hart.js";
+export type { HartOptions } from "./hart.js";
+export * from "./elf.js";

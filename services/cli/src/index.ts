@@ -1,0 +1,2 @@
+export { runCommand, UsageError } from "./run.js";
+export { parseSize } from "./size.js";

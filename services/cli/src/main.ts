@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+import { Command, CommanderError, InvalidArgumentError } from "commander";
+import { runCommand, UsageError } from "./run.js";
+
+function integer(name: string, min: number, max: number) {
+  return (value: string): string => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}.`);
+    return value;
+  };
+}
+
+const program = new Command()
+  .name("hyperfleet")
+  .description("Hyperfleet: a cluster-aware virtualization platform for RISC-V guests")
+  .showHelpAfterError("(run with --help for usage)")
+  .exitOverride();
+
+program
+  .command("run")
+  .description("boot a bare-metal RV32 ELF (built for QEMU virt -bios none) with its console on stdout")
+  .argument("<elf>", "the guest program")
+  .option("-m, --mem <size>", "RAM size (K/M/G suffix; no suffix means MiB)", "128M")
+  .option("--smp <harts>", "number of harts (1-4)", integer("--smp", 1, 4), "1")
+  .option("--append <bootargs>", "kernel command line, in the device tree's /chosen/bootargs", "")
+  .option("--timeout <seconds>", "stop the guest after this long (exit status 124)")
+  .option("--stats", "print instructions retired and MIPS on stderr at exit")
+  .action(async (elf: string, options) => {
+    process.exitCode = await runCommand(elf, options);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    // commander already printed its one-line message
+    process.exitCode = e.exitCode === 0 ? 0 : 2;
+  } else if (e instanceof UsageError) {
+    process.stderr.write(`hyperfleet: ${e.message}\n`);
+    process.exitCode = 2;
+  } else {
+    throw e;
+  }
+}
