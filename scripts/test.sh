@@ -7,6 +7,7 @@ bash scripts/setup.sh || exit 1
 PATH="$PWD/node_modules/.bin:$PATH"
 status=0
 eslint . || status=1
+tsc -p tsconfig.check.json || status=1
 mkdir -p .reports
 vitest run "$@" || status=1
 exit $status

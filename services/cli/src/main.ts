@@ -13,7 +13,6 @@ function integer(name: string, min: number, max: number) {
 const program = new Command()
   .name("hyperfleet")
   .description("Hyperfleet: a cluster-aware virtualization platform for RISC-V guests")
-  .showHelpAfterError("(run with --help for usage)")
   .exitOverride();
 
 program

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { Machine, MachineConfigError, runMachine, systemClock, type Halt } from "@hyperfleet/hypervisor";
+import { Partition, PartitionConfigError, runPartition, systemClock, type Halt } from "@hyperfleet/hypervisor";
 import { ElfError, parseElf } from "@hyperfleet/riscv";
 import { parseSize } from "./size.js";
 
@@ -38,12 +38,12 @@ export async function runCommand(elfPath: string, options: RunCommandOptions): P
     if (!(timeoutMs > 0)) throw new UsageError(`--timeout: "${options.timeout}" is not a positive number of seconds`);
   }
 
-  let machine: Machine;
+  let machine: Partition;
   try {
     const image = parseElf(file);
-    machine = new Machine({
+    machine = new Partition({
       memoryBytes,
-      harts,
+      vcpus: harts,
       bootargs: options.append,
       clock: systemClock,
       onConsole: (bytes) => process.stdout.write(bytes),
@@ -51,7 +51,7 @@ export async function runCommand(elfPath: string, options: RunCommandOptions): P
     machine.load(image);
   } catch (e) {
     if (e instanceof ElfError) throw new UsageError(`${elfPath}: ${e.message}`);
-    if (e instanceof MachineConfigError) throw new UsageError(e.message);
+    if (e instanceof PartitionConfigError) throw new UsageError(e.message);
     throw e;
   }
 
@@ -63,7 +63,7 @@ export async function runCommand(elfPath: string, options: RunCommandOptions): P
   const started = performance.now();
   let halt: Halt;
   try {
-    halt = await runMachine(machine, { timeoutMs, signal: abort.signal });
+    halt = await runPartition(machine, { timeoutMs, signal: abort.signal });
   } finally {
     process.off("SIGINT", onSigint);
     process.stdin.off("data", input);

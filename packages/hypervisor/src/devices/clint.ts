@@ -1,4 +1,10 @@
 import { MIP_MSIP, MIP_MTIP, type Hart } from "@hyperfleet/riscv";
+
+export interface ClintState {
+  mtimecmp: number[];
+  armed: boolean[];
+  msip: boolean[];
+}
 import type { MmioDevice } from "./device.js";
 
 const MTIMECMP_BASE = 0x4000;
@@ -16,10 +22,15 @@ export class Clint implements MmioDevice {
   private readonly mtimecmp: number[];
   private readonly armed: boolean[];
 
+  /**
+   * `timerBit` is the mip bit the compare drives: MTIP for bare-metal guests; STIP when the hypervisor
+   * provides the SBI and the guest kernel, in S-mode, sets its timer through it.
+   */
   constructor(
     readonly base: number,
     private readonly harts: readonly Hart[],
     readonly mtime: () => number,
+    private readonly timerBit = MIP_MTIP,
   ) {
     this.mtimecmp = harts.map(() => 0);
     this.armed = harts.map(() => false);
@@ -29,7 +40,7 @@ export class Clint implements MmioDevice {
   update(): void {
     const now = this.mtime();
     for (let i = 0; i < this.harts.length; i++) {
-      this.harts[i]!.setInterruptLine(MIP_MTIP, this.armed[i]! && now >= this.mtimecmp[i]!);
+      this.harts[i]!.setInterruptLine(this.timerBit, this.armed[i]! && now >= this.mtimecmp[i]!);
     }
   }
 
@@ -38,6 +49,28 @@ export class Clint implements MmioDevice {
     let next = Infinity;
     for (let i = 0; i < this.mtimecmp.length; i++) if (this.armed[i] && this.mtimecmp[i]! < next) next = this.mtimecmp[i]!;
     return next;
+  }
+
+  /** Arms hart's compare (an MMIO write, or the SBI's set_timer) and updates its timer line at once. */
+  setTimer(hart: number, compare: number): void {
+    this.mtimecmp[hart] = compare;
+    this.armed[hart] = true;
+    this.harts[hart]!.setInterruptLine(this.timerBit, this.mtime() >= compare);
+  }
+
+  save(): ClintState {
+    return {
+      mtimecmp: [...this.mtimecmp],
+      armed: [...this.armed],
+      msip: this.harts.map((h) => (h.mipLines & MIP_MSIP) !== 0),
+    };
+  }
+
+  restore(s: ClintState): void {
+    s.mtimecmp.forEach((v, i) => (this.mtimecmp[i] = v));
+    s.armed.forEach((v, i) => (this.armed[i] = v));
+    s.msip.forEach((v, i) => this.harts[i]?.setInterruptLine(MIP_MSIP, v));
+    this.update();
   }
 
   load(offset: number, size: 1 | 2 | 4): number | undefined {
@@ -69,9 +102,7 @@ export class Clint implements MmioDevice {
       const old = this.mtimecmp[hart]!;
       const lo = (offset & 4) === 0 ? value >>> 0 : lowWord(old);
       const hi = (offset & 4) !== 0 ? value >>> 0 : highWord(old);
-      this.mtimecmp[hart] = hi * TWO_32 + lo;
-      this.armed[hart] = true;
-      this.harts[hart]!.setInterruptLine(MIP_MTIP, this.mtime() >= this.mtimecmp[hart]!);
+      this.setTimer(hart, hi * TWO_32 + lo);
       return true;
     }
     // mtime is read-only here: guest time follows the host clock

@@ -8,6 +8,18 @@ const IER_RDA = 0x01;
 const IER_THRE = 0x02;
 const LCR_DLAB = 0x80;
 
+export interface UartState {
+  rx: number[];
+  ier: number;
+  lcr: number;
+  mcr: number;
+  scr: number;
+  dll: number;
+  dlm: number;
+  fcr: number;
+  thrInterrupt: boolean;
+}
+
 /**
  * A 16550A UART as on QEMU `virt` (0x1000_0000, PLIC source 10), one byte wide registers.
  * Transmit is immediate: every byte written to THR goes to `onOutput`. Received bytes wait in a
@@ -114,6 +126,21 @@ export class Uart16550 implements MmioDevice {
         break;
     }
     return true;
+  }
+
+  save(): UartState {
+    return {
+      rx: [...this.rx], ier: this.ier, lcr: this.lcr, mcr: this.mcr, scr: this.scr,
+      dll: this.dll, dlm: this.dlm, fcr: this.fcr, thrInterrupt: this.thrInterrupt,
+    };
+  }
+
+  restore(s: UartState): void {
+    this.rx.length = 0;
+    this.rx.push(...s.rx.slice(0, Uart16550.RX_CAPACITY));
+    ({ ier: this.ier, lcr: this.lcr, mcr: this.mcr, scr: this.scr, dll: this.dll, dlm: this.dlm, fcr: this.fcr } = s);
+    this.thrInterrupt = s.thrInterrupt;
+    this.updateIrq();
   }
 
   private updateIrq(): void {

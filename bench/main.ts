@@ -1,0 +1,24 @@
+/**
+ * Benchmarks: `pnpm bench <name> [--json] [options]`. Each prints a table, or one JSON document with
+ * --json (keys carry their unit). Peers are measured in the same run: this machine is shared and noisy.
+ */
+import { cpuBench } from "./cpu.js";
+
+const benches: Record<string, (args: string[]) => Promise<{ table: string; json: unknown }>> = {
+  cpu: cpuBench,
+};
+
+const [name, ...rest] = process.argv.slice(2);
+const bench = name === undefined ? undefined : benches[name];
+if (bench === undefined) {
+  process.stderr.write(`bench: ${name === undefined ? "name a benchmark" : `unknown benchmark "${name}"`}; one of: ${Object.keys(benches).join(", ")}\n`);
+  process.exit(2);
+}
+const json = rest.includes("--json");
+try {
+  const result = await bench(rest.filter((a) => a !== "--json"));
+  process.stdout.write(json ? `${JSON.stringify(result.json, null, 2)}\n` : result.table);
+} catch (e) {
+  process.stderr.write(`bench ${name}: ${(e as Error).message}\n`);
+  process.exit(1);
+}

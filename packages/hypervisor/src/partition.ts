@@ -1,0 +1,576 @@
+import {
+  Access, BUS_FAULT, DecodeCache, ElfError, Exit, Hart, MIP_STIP, PAGE_FAULT, PAGE_MMIO, Priv, type ElfImage, type PhysicalBus,
+} from "@hyperfleet/riscv";
+import { TICKS_PER_MS, type Clock } from "./clock.js";
+import { Clint } from "./devices/clint.js";
+import type { MmioDevice } from "./devices/device.js";
+import { Plic } from "./devices/plic.js";
+import { TestDevice, type PowerRequest } from "./devices/test-device.js";
+import { Uart16550 } from "./devices/uart16550.js";
+import { Ept, EPT_PRESENT, EPT_R, EPT_W, EPT_WP, EPT_X } from "./ept.js";
+import { buildFdt, type FdtNode } from "./fdt.js";
+import { FramePool, PAGE_SHIFT, PAGE_SIZE } from "./frame-pool.js";
+import { GuestMemory, GuestMemoryError } from "./guest-memory.js";
+import { HartState, HypercallDispatcher, type HypercallHost } from "./hypercalls.js";
+
+/** The memory map of QEMU's riscv `virt` board, for the devices we have. */
+export const MemoryMap = {
+  test: 0x0010_0000,
+  clint: 0x0200_0000,
+  plic: 0x0c00_0000,
+  uart: 0x1000_0000,
+  ram: 0x8000_0000,
+} as const;
+
+/** PLIC source of the UART, as on `virt`. */
+export const UART_IRQ = 10;
+/** Where an SBI-mode kernel is loaded and entered (the first 2 MiB of RAM belong to the firmware). */
+export const SBI_KERNEL_BASE = 0x8020_0000;
+export const MAX_VCPUS = 4;
+const MiB = 1024 * 1024;
+const RAM_PPN = MemoryMap.ram / PAGE_SIZE;
+
+export type BootMode = "bare" | "sbi";
+
+export interface PartitionConfig {
+  /** Guest RAM in bytes: a multiple of 4 KiB, from 1 MiB to 2 GiB. */
+  memoryBytes: number;
+  /** Virtual processors, 1 to 4. */
+  vcpus?: number;
+  /**
+   * "bare": every vCPU starts at the ELF entry in M-mode (QEMU `-bios none`). "sbi": the hypervisor is
+   * the firmware: vCPU 0 starts the kernel in S-mode, the others wait for an SBI hart_start.
+   */
+  boot?: BootMode;
+  /** The kernel command line, in the device tree's /chosen/bootargs. */
+  bootargs?: string;
+  clock: Clock;
+  /** Host memory (the root partition's frame pool). A private pool of the guest's size when absent. */
+  pool?: FramePool;
+  /** The partition's EPT, when the root made it (a VM worker attaches to the shared one). */
+  ept?: Ept;
+  /** Receives console (UART and SBI console) output, in batches. */
+  onConsole?: (bytes: Uint8Array) => void;
+}
+
+/** Why a partition stopped. `code` is the exit status a launcher should return. */
+export interface Halt {
+  code: number;
+  reason: string;
+}
+
+export class PartitionConfigError extends Error {
+  override readonly name = "PartitionConfigError";
+}
+
+/** Result of one `step`: whether every vCPU waits (WFI or stopped), and until which mtime. */
+export interface StepResult {
+  idle: boolean;
+  wakeAtTicks: number;
+}
+
+/** Exits taken to the hypervisor, by reason (for metrics and benchmarks). */
+export interface ExitCounts {
+  wfi: number;
+  mmio: number;
+  hypercall: number;
+  writeProtect: number;
+  eptViolation: number;
+}
+
+const enum VcpuState {
+  Running = 0,
+  Waiting = 1, // WFI
+  Stopped = 2, // HSM: not started, or stopped
+}
+
+/**
+ * A child partition: guest RAM mapped through an EPT onto frames of the root's pool, 1 to 4 vCPUs,
+ * and the `virt` devices (16550 UART, CLINT, PLIC, test device). The partition is the bus its harts
+ * see: RAM accesses resolve through the EPT (allocating a frame on a page's first touch, logging the
+ * first write to a write-protected page), device pages go to MMIO, everything else is an access fault.
+ *
+ * It runs wherever `step` is called: in a VM worker thread for real VMs, in-process for tests.
+ */
+export class Partition implements PhysicalBus, HypercallHost {
+  readonly memory: Uint8Array;
+  readonly pool: FramePool;
+  readonly ept: Ept;
+  readonly guest: GuestMemory;
+  readonly harts: Hart[];
+  readonly uart: Uart16550;
+  readonly clint: Clint;
+  readonly plic: Plic;
+  readonly decodeCache: DecodeCache;
+  readonly memoryBytes: number;
+  readonly bootargs: string;
+  readonly boot: BootMode;
+  readonly exits: ExitCounts = { wfi: 0, mmio: 0, hypercall: 0, writeProtect: 0, eptViolation: 0 };
+  /** Where the device tree was put. */
+  fdtAddress = 0;
+  private readonly devices: MmioDevice[];
+  private readonly clock: Clock;
+  private readonly onConsole: (bytes: Uint8Array) => void;
+  private readonly vcpuState: VcpuState[];
+  private readonly hypercalls: HypercallDispatcher;
+  private consoleBuffer: number[] = [];
+  /** Guest time: ticks = (clock - timeBaseMs) * TICKS_PER_MS while running; frozen while paused. */
+  private timeBaseMs: number;
+  private frozenTicks: number | undefined;
+  private image: ElfImage | undefined;
+  private tohost = -1;
+  private halt: Halt | undefined;
+  private resetRequested = false;
+
+  constructor(config: PartitionConfig) {
+    const { memoryBytes } = config;
+    const vcpus = config.vcpus ?? 1;
+    if (!Number.isInteger(memoryBytes) || memoryBytes % PAGE_SIZE !== 0 || memoryBytes < MiB || memoryBytes > 2048 * MiB) {
+      throw new PartitionConfigError(`memory size ${memoryBytes} bytes: must be a multiple of 4 KiB from 1 MiB to 2 GiB`);
+    }
+    if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > MAX_VCPUS) {
+      throw new PartitionConfigError(`vCPU count ${vcpus}: must be 1 to ${MAX_VCPUS}`);
+    }
+    this.memoryBytes = memoryBytes;
+    this.bootargs = config.bootargs ?? "";
+    this.boot = config.boot ?? "bare";
+    this.clock = config.clock;
+    this.timeBaseMs = this.clock.now();
+    this.onConsole = config.onConsole ?? (() => {});
+    // A private pool covers the whole guest plus its reserved frame 0; the OS commits pages as touched.
+    this.pool = config.pool ?? new FramePool(Math.min(memoryBytes + PAGE_SIZE, 2048 * MiB));
+    this.ept = config.ept ?? new Ept(memoryBytes / PAGE_SIZE);
+    if (this.ept.pages !== memoryBytes / PAGE_SIZE) throw new PartitionConfigError("the EPT does not match the memory size");
+    this.memory = this.pool.memory;
+    this.decodeCache = new DecodeCache(this.memory);
+    this.guest = new GuestMemory(this.pool, this.ept, MemoryMap.ram);
+    this.guest.onWrite = (host, length) => this.decodeCache.invalidate(host, length);
+    const readTime = (): number => this.mtime();
+    const sbi = this.boot === "sbi";
+    this.harts = [];
+    for (let i = 0; i < vcpus; i++) {
+      this.harts.push(new Hart({ bus: this, hartId: i, decodeCache: this.decodeCache, readTime, ecallExit: sbi }));
+    }
+    this.vcpuState = this.harts.map(() => VcpuState.Running);
+    this.plic = new Plic(MemoryMap.plic, this.harts);
+    this.uart = new Uart16550(
+      MemoryMap.uart,
+      (b) => this.consoleBuffer.push(b),
+      (level) => this.plic.setLevel(UART_IRQ, level),
+    );
+    this.clint = new Clint(MemoryMap.clint, this.harts, readTime, sbi ? MIP_STIP : undefined);
+    const test = new TestDevice(MemoryMap.test, (r) => this.powerRequest(r));
+    this.devices = [test, this.clint, this.plic, this.uart];
+    this.hypercalls = new HypercallDispatcher(this);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Guest time
+
+  /** Guest time: mtime ticks (10 MHz). Stands still while the partition is paused. */
+  mtime(): number {
+    if (this.frozenTicks !== undefined) return this.frozenTicks;
+    return Math.floor((this.clock.now() - this.timeBaseMs) * TICKS_PER_MS);
+  }
+
+  /** Stops guest time (the VM is paused or being saved). */
+  freezeTime(): void {
+    if (this.frozenTicks === undefined) this.frozenTicks = this.mtime();
+  }
+
+  /** Lets guest time run again from where it stood: no jump. */
+  thawTime(): void {
+    if (this.frozenTicks === undefined) return;
+    this.timeBaseMs = this.clock.now() - this.frozenTicks / TICKS_PER_MS;
+    this.frozenTicks = undefined;
+  }
+
+  /** Sets guest time (restore): it continues from `ticks`, frozen or running as it was. */
+  setTime(ticks: number): void {
+    if (this.frozenTicks !== undefined) this.frozenTicks = ticks;
+    else this.timeBaseMs = this.clock.now() - ticks / TICKS_PER_MS;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Boot
+
+  /** Loads an ELF image and its device tree, and resets the vCPUs to run it. */
+  load(image: ElfImage): void {
+    const ramEnd = MemoryMap.ram + this.memoryBytes;
+    const low = this.boot === "sbi" ? SBI_KERNEL_BASE : MemoryMap.ram;
+    for (const s of image.segments) {
+      if (s.address < low || s.address + s.memSize > ramEnd) {
+        throw new ElfError(
+          `segment at 0x${hex(s.address)} (${s.memSize} bytes) does not fit in ${this.boot === "sbi" ? "the kernel's part of " : ""}` +
+            `RAM 0x${hex(low)}-0x${hex(ramEnd - 1)} (${this.memoryBytes / MiB} MiB)` +
+            (s.address >= low ? "; give the machine more memory" : this.boot === "sbi" ? "; SBI kernels load at 0x80200000" : ""),
+        );
+      }
+    }
+    const fdt = buildFdt(this.deviceTree());
+    // Where QEMU's riscv boards put it: below min(end of RAM, 3 GiB), aligned down to 2 MiB.
+    this.fdtAddress = Math.floor((Math.min(ramEnd, 3072 * MiB) - fdt.length) / (2 * MiB)) * 2 * MiB;
+    for (const s of image.segments) {
+      if (s.address < this.fdtAddress + fdt.length && this.fdtAddress < s.address + s.memSize) {
+        throw new ElfError(`the program (up to 0x${hex(s.address + s.memSize - 1)}) leaves no room for the device tree; give the machine more memory`);
+      }
+    }
+    if (this.boot === "sbi" && this.fdtAddress < SBI_KERNEL_BASE) throw new ElfError("RAM too small for an SBI kernel and its device tree");
+    this.image = image;
+    this.tohost = image.symbols.get("tohost") ?? -1;
+    this.reboot(fdt);
+  }
+
+  private reboot(fdt = buildFdt(this.deviceTree())): void {
+    const image = this.image;
+    if (image === undefined) throw new Error("no image loaded");
+    for (const s of image.segments) {
+      this.guest.write(s.address, s.data);
+      if (s.memSize > s.data.length) this.guest.zero(s.address + s.data.length, s.memSize - s.data.length);
+    }
+    this.guest.write(this.fdtAddress, fdt);
+    this.decodeCache.flush();
+    for (const hart of this.harts) {
+      hart.reset(image.entry);
+      hart.x[10] = hart.hartId;
+      hart.x[11] = this.fdtAddress | 0;
+      if (this.boot === "sbi") this.enterSupervisor(hart, image.entry, this.fdtAddress);
+    }
+    this.vcpuState.fill(VcpuState.Running);
+    if (this.boot === "sbi") for (let i = 1; i < this.harts.length; i++) this.vcpuState[i] = VcpuState.Stopped;
+    this.halt = undefined;
+  }
+
+  /** Puts a hart in S-mode at `pc` as SBI firmware leaves it: interrupts and exceptions delegated. */
+  private enterSupervisor(hart: Hart, pc: number, a1: number): void {
+    hart.reset(pc);
+    hart.x[10] = hart.hartId;
+    hart.x[11] = a1 | 0;
+    hart.medeleg = 0xb3ff & ~(1 << 9); // everything delegable but ecall from S, which is the SBI call
+    hart.mideleg = (1 << 1) | (1 << 5) | (1 << 9);
+    hart.mcounteren = 7;
+    hart.priv = Priv.S;
+    hart.csrWrite(0x300, 0); // mstatus: recompute the translation context for S-mode
+  }
+
+  /** The device tree the guest gets in a1: the nodes QEMU's `virt` describes for these devices. */
+  deviceTree(): FdtNode {
+    const cells = (v: number): number[] => [Math.floor(v / 2 ** 32), v >>> 0];
+    const plicPhandle = 100;
+    const cpus: FdtNode[] = this.harts.map((h) => ({
+      name: `cpu@${h.hartId}`,
+      props: {
+        device_type: "cpu",
+        reg: h.hartId,
+        status: "okay",
+        compatible: "riscv",
+        "riscv,isa": "rv32ima_zicsr_zifencei",
+        "mmu-type": "riscv,sv32",
+      },
+      children: [
+        {
+          name: "interrupt-controller",
+          props: { "#interrupt-cells": 1, "interrupt-controller": true, compatible: "riscv,cpu-intc", phandle: 1 + h.hartId },
+        },
+      ],
+    }));
+    const chosen: Record<string, string> = { bootargs: this.bootargs, "stdout-path": `/soc/serial@${hex(MemoryMap.uart)}` };
+    return {
+      name: "",
+      props: { "#address-cells": 2, "#size-cells": 2, compatible: "riscv-virtio", model: "riscv-virtio,qemu" },
+      children: [
+        { name: "chosen", props: chosen },
+        {
+          name: `memory@${hex(MemoryMap.ram)}`,
+          props: { device_type: "memory", reg: [...cells(MemoryMap.ram), ...cells(this.memoryBytes)] },
+        },
+        { name: "cpus", props: { "#address-cells": 1, "#size-cells": 0, "timebase-frequency": 10_000_000 }, children: cpus },
+        {
+          name: "soc",
+          props: { "#address-cells": 2, "#size-cells": 2, compatible: "simple-bus", ranges: true },
+          children: [
+            {
+              name: `serial@${hex(MemoryMap.uart)}`,
+              props: {
+                compatible: "ns16550a",
+                reg: [...cells(MemoryMap.uart), 0, 0x100],
+                "clock-frequency": 0x384000,
+                "interrupt-parent": plicPhandle,
+                interrupts: UART_IRQ,
+              },
+            },
+            {
+              name: `clint@${hex(MemoryMap.clint)}`,
+              props: {
+                compatible: ["sifive,clint0", "riscv,clint0"],
+                reg: [...cells(MemoryMap.clint), 0, 0x10000],
+                "interrupts-extended": this.harts.flatMap((h) => [1 + h.hartId, 3, 1 + h.hartId, 7]),
+              },
+            },
+            {
+              name: `plic@${hex(MemoryMap.plic)}`,
+              props: {
+                compatible: ["sifive,plic-1.0.0", "riscv,plic0"],
+                reg: [...cells(MemoryMap.plic), 0, 0x400_0000],
+                "#interrupt-cells": 1,
+                "#address-cells": 0,
+                "interrupt-controller": true,
+                "riscv,ndev": 95,
+                "interrupts-extended": this.harts.flatMap((h) => [1 + h.hartId, 11, 1 + h.hartId, 9]),
+                phandle: plicPhandle,
+              },
+            },
+            {
+              name: `test@${hex(MemoryMap.test)}`,
+              props: { compatible: ["sifive,test1", "sifive,test0", "syscon"], reg: [...cells(MemoryMap.test), 0, 0x1000] },
+            },
+          ],
+        },
+      ],
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Running
+
+  /** Set when the guest powered off, reset-failed, or reported through tohost, or the root stopped it. */
+  get halted(): Halt | undefined {
+    return this.halt;
+  }
+
+  /** Queues input bytes for the guest's console. */
+  consoleInput(bytes: Uint8Array): void {
+    this.uart.receive(bytes);
+  }
+
+  /**
+   * Runs every runnable vCPU for up to `budget` instructions (round-robin, one batch each), after
+   * bringing the timer lines up to date. A vCPU in WFI wakes when an interrupt is pending and enabled.
+   */
+  step(budget: number): StepResult {
+    this.clint.update();
+    let idle = true;
+    for (let i = 0; i < this.harts.length && this.halt === undefined; i++) {
+      const state = this.vcpuState[i]!;
+      if (state === VcpuState.Stopped) continue;
+      const hart = this.harts[i]!;
+      if (state === VcpuState.Waiting) {
+        if (!hart.wakeable) continue;
+        this.vcpuState[i] = VcpuState.Running;
+      }
+      idle = false;
+      const exit = hart.run(budget);
+      if (exit === Exit.Wfi) {
+        this.exits.wfi++;
+        this.vcpuState[i] = VcpuState.Waiting;
+      } else if (exit === Exit.Ecall) {
+        this.exits.hypercall++;
+        this.hypercalls.handleEcall(hart);
+      }
+      if (this.boot === "sbi" && hart.priv === Priv.M && this.halt === undefined) {
+        this.stop({
+          code: 1,
+          reason: `vCPU ${i}: trap to M-mode, which the hypervisor owns (mcause ${hart.mcause >>> 0}, mepc 0x${hex(hart.mepc)}, mtval 0x${hex(hart.mtval)})`,
+        });
+      }
+    }
+    if (this.resetRequested) {
+      this.resetRequested = false;
+      this.reboot();
+    }
+    this.flushConsole();
+    return { idle: idle && this.halt === undefined, wakeAtTicks: this.clint.nextDeadline() };
+  }
+
+  /** Passes buffered console output to `onConsole`. */
+  flushConsole(): void {
+    if (this.consoleBuffer.length === 0) return;
+    const bytes = Uint8Array.from(this.consoleBuffer);
+    this.consoleBuffer = [];
+    this.onConsole(bytes);
+  }
+
+  /** Retired instructions over all vCPUs. */
+  get instructions(): number {
+    let n = 0;
+    for (const h of this.harts) n += h.instret;
+    return n;
+  }
+
+  /** Stops the partition: every vCPU returns from its batch at the next check. */
+  stop(halt: Halt): void {
+    if (this.halt !== undefined) return;
+    this.halt = halt;
+    for (const h of this.harts) h.requestExit();
+  }
+
+  /** Forgets cached translations on every vCPU (after the EPT changed). */
+  flushTlbs(harts: readonly number[] = this.harts.map((h) => h.hartId)): void {
+    for (const i of harts) this.harts[i]!.flushTlb();
+  }
+
+  /** Dirty-log sync point: returns and clears the dirty bitmap, then drops every vCPU's stale W. */
+  getAndClearDirtyLog(): Int32Array {
+    const bitmap = this.ept.getAndClearDirtyLog();
+    this.flushTlbs();
+    return bitmap;
+  }
+
+  startDirtyLog(): void {
+    this.ept.startDirtyLog();
+    this.flushTlbs();
+  }
+
+  stopDirtyLog(): void {
+    this.ept.stopDirtyLog();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // PhysicalBus: what the harts see
+
+  resolvePage(ppn: number, access: Access): number {
+    const gpn = ppn - RAM_PPN;
+    if (gpn >= 0 && gpn < this.ept.pages) {
+      const table = this.ept.table;
+      let e = table[gpn]!;
+      if ((e & EPT_PRESENT) === 0) {
+        try {
+          this.guest.frameFor(gpn);
+        } catch (err) {
+          if (!(err instanceof GuestMemoryError)) throw err;
+          this.stop({ code: 1, reason: err.message });
+          return PAGE_FAULT;
+        }
+        e = table[gpn]!;
+      }
+      const need = access === Access.Read ? EPT_R : access === Access.Write ? EPT_W : EPT_X;
+      if ((e & need) === 0) {
+        // EPT violation the hypervisor does not resolve: the guest sees an access fault.
+        this.exits.eptViolation++;
+        return PAGE_FAULT;
+      }
+      if (access === Access.Write) {
+        if (e & EPT_WP) {
+          this.exits.writeProtect++;
+          e = this.ept.writeFault(gpn);
+        }
+        // Tohost writes must be seen: that page is written through mmioStore.
+        if (this.tohost >= 0 && ppn === this.tohost >>> PAGE_SHIFT) return PAGE_MMIO;
+      }
+      return (e >>> PAGE_SHIFT) * PAGE_SIZE;
+    }
+    return this.deviceAt(ppn * PAGE_SIZE) !== undefined ? PAGE_MMIO : PAGE_FAULT;
+  }
+
+  mmioLoad(pa: number, size: 1 | 2 | 4): number {
+    this.exits.mmio++;
+    const device = this.deviceAt(pa);
+    if (device === undefined) return BUS_FAULT;
+    const v = device.load(pa - device.base, size);
+    return v === undefined ? BUS_FAULT : v;
+  }
+
+  mmioStore(pa: number, size: 1 | 2 | 4, value: number): boolean {
+    this.exits.mmio++;
+    if (this.guest.contains(pa, size)) {
+      const bytes = new Uint8Array(4);
+      new DataView(bytes.buffer).setUint32(0, value >>> 0, true);
+      this.guest.write(pa, bytes.subarray(0, size));
+      if (pa === this.tohost && size === 4) this.tohostWrite(value);
+      return true;
+    }
+    const device = this.deviceAt(pa);
+    if (device === undefined) return false;
+    return device.store(pa - device.base, size, value);
+  }
+
+  private deviceAt(pa: number): MmioDevice | undefined {
+    for (const d of this.devices) if (pa >= d.base && pa < d.base + d.size) return d;
+    return undefined;
+  }
+
+  private tohostWrite(value: number): void {
+    if (value === 0 || (value & 1) === 0) return; // 0: nothing; even: a syscall request we do not serve
+    const v = value >>> 0;
+    this.stop(v === 1 ? { code: 0, reason: "tohost: pass" } : { code: 1, reason: `tohost: test ${v >>> 1} failed` });
+  }
+
+  private powerRequest(request: PowerRequest): void {
+    if (request.kind === "reset") {
+      this.resetRequested = true;
+      for (const h of this.harts) h.requestExit();
+      return;
+    }
+    this.stop({ code: request.code, reason: request.code === 0 ? "poweroff" : `poweroff with failure code ${request.code}` });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // HypercallHost: what the SBI reaches
+
+  hartState(hart: number): number {
+    return this.vcpuState[hart] === VcpuState.Stopped ? HartState.Stopped : HartState.Started;
+  }
+
+  startHart(hart: number, startAddress: number, opaque: number): void {
+    this.enterSupervisor(this.harts[hart]!, startAddress, opaque);
+    this.vcpuState[hart] = VcpuState.Running;
+  }
+
+  stopHart(hart: number): void {
+    this.vcpuState[hart] = VcpuState.Stopped;
+    this.harts[hart]!.requestExit();
+  }
+
+  setTimer(hart: number, compare: number): void {
+    this.clint.setTimer(hart, compare);
+  }
+
+  consoleWrite(bytes: Uint8Array): void {
+    for (const b of bytes) this.consoleBuffer.push(b);
+  }
+
+  consoleRead(): number {
+    const lsr = this.uart.load(5, 1)!;
+    return lsr & 1 ? this.uart.load(0, 1)! : -1;
+  }
+
+  readGuest(gpa: number, length: number): Uint8Array | undefined {
+    return this.guest.contains(gpa, length) ? this.guest.read(gpa, length) : undefined;
+  }
+
+  writeGuest(gpa: number, bytes: Uint8Array): boolean {
+    if (!this.guest.contains(gpa, bytes.length)) return false;
+    this.guest.write(gpa, bytes);
+    return true;
+  }
+
+  flushInstructionCaches(): void {
+    this.decodeCache.flush();
+  }
+
+  systemReset(type: number, reason: number): void {
+    if (type === 0) this.stop({ code: reason === 0 ? 0 : 1, reason: reason === 0 ? "SBI shutdown" : "SBI shutdown: system failure" });
+    else this.powerRequest({ kind: "reset" });
+  }
+
+  /** Internal state the snapshot code needs. */
+  get vcpuStates(): number[] {
+    return [...this.vcpuState];
+  }
+
+  set vcpuStates(states: number[]) {
+    states.forEach((s, i) => (this.vcpuState[i] = s as VcpuState));
+  }
+
+  get loadedImage(): { tohost: number } {
+    return { tohost: this.tohost };
+  }
+
+  set tohostAddress(address: number) {
+    this.tohost = address;
+  }
+}
+
+function hex(v: number): string {
+  return (v >>> 0).toString(16);
+}
