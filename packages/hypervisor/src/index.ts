@@ -27,3 +27,7 @@ export type { Section } from "./snapshot.js";
 export { runPartition } from "./adapters/run-loop.js";
 export type { RunOptions } from "./adapters/run-loop.js";
 export { systemClock } from "./adapters/system-clock.js";
+export { VmError, VmWorker } from "./adapters/vm.js";
+export type { VmOptions } from "./adapters/vm.js";
+export { WorkerState } from "./adapters/vm-protocol.js";
+export type { VmStats } from "./adapters/vm-protocol.js";

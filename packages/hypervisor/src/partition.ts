@@ -2,7 +2,7 @@ import {
   Access, BUS_FAULT, DecodeCache, ElfError, Exit, Hart, MIP_STIP, PAGE_FAULT, PAGE_MMIO, Priv, type ElfImage, type PhysicalBus,
 } from "@hyperfleet/riscv";
 import { TICKS_PER_MS, type Clock } from "./clock.js";
-import { Clint } from "./devices/clint.js";
+import { Clint, MTIMECMP_DISARMED } from "./devices/clint.js";
 import type { MmioDevice } from "./devices/device.js";
 import { Plic } from "./devices/plic.js";
 import { TestDevice, type PowerRequest } from "./devices/test-device.js";
@@ -158,7 +158,9 @@ export class Partition implements PhysicalBus, HypercallHost {
       (b) => this.consoleBuffer.push(b),
       (level) => this.plic.setLevel(UART_IRQ, level),
     );
-    this.clint = new Clint(MemoryMap.clint, this.harts, readTime, sbi ? MIP_STIP : undefined);
+    this.clint = sbi
+      ? new Clint(MemoryMap.clint, this.harts, readTime, MIP_STIP, MTIMECMP_DISARMED)
+      : new Clint(MemoryMap.clint, this.harts, readTime);
     const test = new TestDevice(MemoryMap.test, (r) => this.powerRequest(r));
     this.devices = [test, this.clint, this.plic, this.uart];
     this.hypercalls = new HypercallDispatcher(this);

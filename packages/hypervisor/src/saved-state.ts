@@ -16,6 +16,7 @@ import type { Clock } from "./clock.js";
 import type { ClintState } from "./devices/clint.js";
 import type { PlicState } from "./devices/plic.js";
 import type { UartState } from "./devices/uart16550.js";
+import type { Ept } from "./ept.js";
 import type { FramePool } from "./frame-pool.js";
 import { PAGE_SIZE } from "./frame-pool.js";
 import { Partition, type BootMode } from "./partition.js";
@@ -138,6 +139,8 @@ function saveMemory(p: Partition): Uint8Array {
 export interface RestoreOptions {
   clock: Clock;
   pool?: FramePool;
+  /** The EPT to map the restored memory into (a VM worker's shared one); must be empty. */
+  ept?: Ept;
   onConsole?: (bytes: Uint8Array) => void;
 }
 
@@ -156,6 +159,7 @@ export function restorePartition(file: Uint8Array, options: RestoreOptions): Par
     bootargs: info.bootargs,
     clock: options.clock,
     pool: options.pool,
+    ept: options.ept,
     onConsole: options.onConsole,
   });
   p.fdtAddress = info.fdtAddress;
@@ -170,7 +174,7 @@ export function restorePartition(file: Uint8Array, options: RestoreOptions): Par
     if (![Priv.U, Priv.S, Priv.M].includes(s.priv)) throw new SnapshotError(`section vcpu/${i}: bad privilege ${s.priv}`);
     restoreVcpu(p.harts[i]!, s);
   }
-  p.clint.restore(json<ClintState>(sections, "clint", { mtimecmp: "array", armed: "array", msip: "array" }));
+  p.clint.restore(json<ClintState>(sections, "clint", { mtimecmp: "array", msip: "array" }));
   p.plic.restore(json<PlicState>(sections, "plic", { priority: "array", pending: "array", claimed: "array", levels: "array", enable: "array", threshold: "array" }));
   p.uart.restore(json<UartState>(sections, "uart", { rx: "array", ier: "number", lcr: "number", thrInterrupt: "boolean" }));
   restoreMemory(p, sections.get("memory"));

@@ -1,6 +1,6 @@
-import { MIP_MSIP, MIP_MTIP } from "@hyperfleet/riscv";
+import { MIP_MSIP, MIP_MTIP, MIP_STIP } from "@hyperfleet/riscv";
 import { describe, expect, it } from "vitest";
-import { Clint } from "../src/devices/clint.js";
+import { Clint, MTIMECMP_DISARMED } from "../src/devices/clint.js";
 import { TestDevice, type PowerRequest } from "../src/devices/test-device.js";
 import { Uart16550 } from "../src/devices/uart16550.js";
 import { Partition } from "../src/partition.js";
@@ -69,22 +69,43 @@ describe("clint - timer and software interrupts", () => {
     expect(clint.load(0xbffc, 4)).toBe(1);
   });
 
-  it("raises MTIP only once mtimecmp is written and mtime reaches it", () => {
+  it("resets mtimecmp to 0 as QEMU does, so MTIP is high until the guest sets a compare", () => {
     let t = 100;
     const hs = harts();
     const clint = new Clint(0, hs, () => t);
     clint.update();
-    expect(hs[0]!.mipLines & MIP_MTIP).toBe(0);
-    clint.store(0x4000, 4, 150);
+    expect(hs[0]!.mipLines & MIP_MTIP).toBe(MIP_MTIP);
+    expect(clint.load(0x4000, 4)).toBe(0);
     clint.store(0x4004, 4, 0);
+    clint.store(0x4000, 4, 150);
     expect(hs[0]!.mipLines & MIP_MTIP).toBe(0);
     expect(clint.nextDeadline()).toBe(150);
     t = 150;
     clint.update();
     expect(hs[0]!.mipLines & MIP_MTIP).toBe(MIP_MTIP);
-    expect(hs[1]!.mipLines & MIP_MTIP).toBe(0);
+    expect(hs[1]!.mipLines & MIP_MTIP).toBe(MIP_MTIP); // never set: still 0
     clint.store(0x4004, 4, -1); // push the compare far away: the line drops at once
     expect(hs[0]!.mipLines & MIP_MTIP).toBe(0);
+  });
+
+  it("nextDeadline names only compares still ahead", () => {
+    let t = 1000;
+    const clint = new Clint(0, harts(), () => t);
+    expect(clint.nextDeadline()).toBe(Infinity); // both at 0: already passed
+    clint.setTimer(1, 5000);
+    expect(clint.nextDeadline()).toBe(5000);
+    t = 6000;
+    expect(clint.nextDeadline()).toBe(Infinity);
+  });
+
+  it("a disarmed reset (SBI firmware) keeps the line low", () => {
+    const hs = harts();
+    const clint = new Clint(0, hs, () => 1e9, MIP_STIP, MTIMECMP_DISARMED);
+    clint.update();
+    expect(hs[0]!.mipLines & (MIP_STIP | MIP_MTIP)).toBe(0);
+    expect(clint.load(0x4000, 4)).toBe(-1);
+    clint.setTimer(0, 10);
+    expect(hs[0]!.mipLines & MIP_STIP).toBe(MIP_STIP);
   });
 
   it("msip writes drive each hart's MSIP", () => {

@@ -137,10 +137,19 @@ export class Hart implements CodeFrameListener {
   private dataTlb: TlbSet;
   private dataPriv: Priv = Priv.M;
   private pmpActive = false;
-  /** Remaining budget of the current `run`, kept in a field while a slow path runs. */
+  /**
+   * Budget accounting. `left` is the budget remaining in the current `run` (kept in a field while a slow
+   * path runs); every instruction started, faulting or not, spends one, so a guest that faults forever
+   * (say, with an unmapped trap vector) still returns from `run`. `unretired` counts the ones that
+   * started but did not retire. Counters are settled into `instret`/`cycle` at the end of a run and
+   * whenever a counter CSR is written; `budget` is `left` as of the last settlement.
+   */
   private left = 0;
   private budget = 0;
+  private unretired = 0;
   private exitRequested = false;
+  /** Set when an interrupt line rose: the run loop re-checks interrupts after the current instruction. */
+  private recheck = false;
   private exitReason: Exit = Exit.Budget;
   /** The physical page number of the last fillTlb (what an MMIO access goes to). */
   private lastPhysicalPage = 0;
@@ -173,8 +182,11 @@ export class Hart implements CodeFrameListener {
 
   /** Drives an interrupt line (a mip bit owned by a device: MSIP, MTIP, MEIP, or the external SEIP). */
   setInterruptLine(bit: number, level: boolean): void {
-    if (level) this.mipLines |= bit;
-    else this.mipLines &= ~bit;
+    if (level) {
+      // A line raised by a device during this hart's MMIO access is taken after that instruction.
+      if ((this.mipLines & bit) === 0) this.recheck = true;
+      this.mipLines |= bit;
+    } else this.mipLines &= ~bit;
   }
 
   /** Whether an interrupt is pending and enabled in mie, whatever the global enables say (WFI's wake rule). */
@@ -221,6 +233,7 @@ export class Hart implements CodeFrameListener {
   run(budget: number): Exit {
     this.budget = budget;
     this.left = budget;
+    this.unretired = 0;
     this.exitReason = Exit.Budget;
     this.exitRequested = false;
     const x = this.x;
@@ -235,6 +248,7 @@ export class Hart implements CodeFrameListener {
         break;
       }
       if (this.left <= 0 || this.exitReason !== Exit.Budget) break;
+      this.recheck = false;
       if ((this.mipSoftware | this.mipLines) & this.mie) this.takeInterrupt();
       let pc = this.pc;
       let left = this.left;
@@ -349,7 +363,7 @@ export class Hart implements CodeFrameListener {
             if (v === BUS_FAULT) continue outer;
             x[(w >>> 8) & 63] = v;
             pc = (pc + 4) | 0;
-            if (this.exitRequested) {
+            if (this.exitRequested || this.recheck) {
               this.sync(pc, left);
               continue outer;
             }
@@ -369,7 +383,7 @@ export class Hart implements CodeFrameListener {
             }
             x[(w >>> 8) & 63] = (w & 0xff) === Op.Lh ? (v << 16) >> 16 : v & 0xffff;
             pc = (pc + 4) | 0;
-            if (this.exitRequested) {
+            if (this.exitRequested || this.recheck) {
               this.sync(pc, left);
               continue outer;
             }
@@ -389,7 +403,7 @@ export class Hart implements CodeFrameListener {
             }
             x[(w >>> 8) & 63] = (w & 0xff) === Op.Lb ? (v << 24) >> 24 : v & 0xff;
             pc = (pc + 4) | 0;
-            if (this.exitRequested) {
+            if (this.exitRequested || this.recheck) {
               this.sync(pc, left);
               continue outer;
             }
@@ -408,7 +422,7 @@ export class Hart implements CodeFrameListener {
             this.sync(pc, left);
             if (!this.storeSlow(va, 4, x[(w >>> 19) & 31]!)) continue outer;
             pc = (pc + 4) | 0;
-            if (this.exitRequested) {
+            if (this.exitRequested || this.recheck) {
               this.sync(pc, left);
               continue outer;
             }
@@ -427,7 +441,7 @@ export class Hart implements CodeFrameListener {
             this.sync(pc, left);
             if (!this.storeSlow(va, 2, x[(w >>> 19) & 31]!)) continue outer;
             pc = (pc + 4) | 0;
-            if (this.exitRequested) {
+            if (this.exitRequested || this.recheck) {
               this.sync(pc, left);
               continue outer;
             }
@@ -446,7 +460,7 @@ export class Hart implements CodeFrameListener {
             this.sync(pc, left);
             if (!this.storeSlow(va, 1, x[(w >>> 19) & 31]!)) continue outer;
             pc = (pc + 4) | 0;
-            if (this.exitRequested) {
+            if (this.exitRequested || this.recheck) {
               this.sync(pc, left);
               continue outer;
             }
@@ -600,15 +614,30 @@ export class Hart implements CodeFrameListener {
       }
       this.sync(pc, left);
     }
-    const retired = this.budget - this.left;
-    if ((this.mcountinhibit & 4) === 0) this.instret += retired;
-    if ((this.mcountinhibit & 1) === 0) this.cycle += retired;
+    this.settleCounters();
     return this.exitReason;
   }
 
-  /** Instructions retired within the current run, for counter CSRs read mid-run. */
+  /** Instructions retired since the counters were last settled. */
   private get retiredInRun(): number {
-    return this.budget - this.left;
+    return this.budget - this.left - this.unretired;
+  }
+
+  /** Adds what retired since the last settlement to the counters that are not inhibited. */
+  private settleCounters(): void {
+    const retired = this.retiredInRun;
+    if ((this.mcountinhibit & 4) === 0) this.instret += retired;
+    if ((this.mcountinhibit & 1) === 0) this.cycle += retired;
+    this.budget = this.left;
+    this.unretired = 0;
+  }
+
+  private get cycleNow(): number {
+    return this.cycle + ((this.mcountinhibit & 1) === 0 ? this.retiredInRun : 0);
+  }
+
+  private get instretNow(): number {
+    return this.instret + ((this.mcountinhibit & 4) === 0 ? this.retiredInRun : 0);
   }
 
   private sync(pc: number, left: number): void {
@@ -625,7 +654,7 @@ export class Hart implements CodeFrameListener {
    * Delegated to S-mode when medeleg says so and the hart is not in M-mode.
    */
   raise(cause: number, tval: number): void {
-    this.left++; // the faulting instruction was counted when it started
+    this.unretired++; // it spent budget, but does not count as retired
     this.trap(cause, tval, false);
   }
 
@@ -703,7 +732,7 @@ export class Hart implements CodeFrameListener {
     if (r === PAGE_MMIO) return FILL_MMIO;
     if (r === PAGE_EXIT) {
       this.exitReason = Exit.Bus;
-      this.left++; // the instruction runs again on the next run
+      this.unretired++; // the instruction runs again on the next run
       return FILL_EXIT;
     }
     if (r === PAGE_FAULT || r < 0) {
@@ -742,14 +771,14 @@ export class Hart implements CodeFrameListener {
       const pteAddress = table + vpnPart * 4;
       const pte = this.physicalLoad32(pteAddress);
       if (pte === BUS_FAULT) {
-        this.raise(accessFaultCause(access), va);
+        if (this.exitReason !== Exit.Bus) this.raise(accessFaultCause(access), va);
         return -1;
       }
       const v = pte & 1;
       const r = (pte >>> 1) & 1;
       const w = (pte >>> 2) & 1;
       const xbit = (pte >>> 3) & 1;
-      if (v === 0 || (r === 0 && w === 1) || (pte & 0x3ff) >>> 10 !== 0) break;
+      if (v === 0 || (r === 0 && w === 1)) break;
       if (r === 0 && xbit === 0) {
         // pointer to the next level
         if (level === 0) break;
@@ -770,7 +799,7 @@ export class Hart implements CodeFrameListener {
       if (a === 0 || (access === Access.Write && d === 0)) {
         const updated = pte | 0x40 | (access === Access.Write ? 0x80 : 0);
         if (!this.physicalStore32(pteAddress, updated)) {
-          this.raise(accessFaultCause(access), va);
+          if (this.exitReason !== Exit.Bus) this.raise(accessFaultCause(access), va);
           return -1;
         }
       }
@@ -784,14 +813,26 @@ export class Hart implements CodeFrameListener {
   private physicalLoad32(pa: number): number {
     if (pa >= TWO_32) return BUS_FAULT;
     const r = this.bus.resolvePage(pa >>> 12, Access.Read);
-    if (r < 0) return BUS_FAULT;
+    if (r < 0) {
+      if (r === PAGE_EXIT) this.walkExit();
+      return BUS_FAULT;
+    }
     return this.mem32[(r + (pa & 0xfff)) >>> 2]!;
+  }
+
+  /** The bus answered PAGE_EXIT for a page-table access: stop before the instruction, like fillTlb. */
+  private walkExit(): void {
+    this.exitReason = Exit.Bus;
+    this.unretired++; // the instruction runs again on the next run
   }
 
   private physicalStore32(pa: number, value: number): boolean {
     if (pa >= TWO_32) return false;
     const r = this.bus.resolvePage(pa >>> 12, Access.Write);
-    if (r < 0) return false;
+    if (r < 0) {
+      if (r === PAGE_EXIT) this.walkExit();
+      return false;
+    }
     const host = r + (pa & 0xfff);
     this.mem32[host >>> 2] = value;
     this.decodeCache.invalidate(host, 4);
@@ -839,7 +880,10 @@ export class Hart implements CodeFrameListener {
   private storeSlow(va: number, size: 1 | 2 | 4, value: number): boolean {
     if ((va & (size - 1)) !== 0) {
       const last = (va + size - 1) | 0;
-      if (last >>> 12 !== va >>> 12 && this.writableBase(last) < 0) return false;
+      if (last >>> 12 !== va >>> 12) {
+        const lastBase = this.writableBase(last);
+        if (lastBase < 0 && lastBase !== FILL_MMIO) return false; // trapped or bus exit; MMIO is writable
+      }
       for (let i = 0; i < size; i++) if (!this.storeSlow((va + i) | 0, 1, value >>> (8 * i))) return false;
       return true;
     }
@@ -870,13 +914,13 @@ export class Hart implements CodeFrameListener {
 
   /** LR.W, SC.W and the AMOs. Returns the value for rd, or BUS_FAULT after raising an exception. */
   private atomic(op: number, va: number, src: number): number {
-    if (op === Op.ScW && va !== this.reservationVa) {
-      this.reservationVa = -1;
-      return 1;
-    }
     if ((va & 3) !== 0) {
       this.raise(op === Op.LrW ? Cause.LoadMisaligned : Cause.StoreMisaligned, va);
       return BUS_FAULT;
+    }
+    if (op === Op.ScW && va !== this.reservationVa) {
+      this.reservationVa = -1;
+      return 1;
     }
     let base: number;
     if (op === Op.LrW) {
@@ -979,7 +1023,10 @@ export class Hart implements CodeFrameListener {
         if (!this.csrAccessible(csr, isWrite)) return this.illegal(w, imm);
         let old = 0;
         if (!((op === Op.Csrrw || op === Op.Csrrwi) && rdField === 32)) {
+          // A counter reads its value from before this instruction (Zicsr): un-count it for the read.
+          this.unretired++;
           const v = this.csrRead(csr);
+          this.unretired--;
           if (v === undefined) return this.illegal(w, imm);
           old = v;
         }
@@ -1001,7 +1048,7 @@ export class Hart implements CodeFrameListener {
         this.raise(priv === Priv.U ? Cause.EcallFromU : priv === Priv.S ? Cause.EcallFromS : Cause.EcallFromM, 0);
         return;
       case Op.Ebreak:
-        this.raise(Cause.Breakpoint, this.pc);
+        this.raise(Cause.Breakpoint, 0); // tval 0, as QEMU (the spec allows 0 or the pc)
         return;
       case Op.Mret: {
         if (priv !== Priv.M) return this.illegal(w, imm);
@@ -1083,16 +1130,16 @@ export class Hart implements CodeFrameListener {
     switch (csr) {
       case Csr.cycle:
       case Csr.mcycle:
-        return low32(this.cycle + this.retiredInRun);
+        return low32(this.cycleNow);
       case Csr.cycleh:
       case Csr.mcycleh:
-        return high32(this.cycle + this.retiredInRun);
+        return high32(this.cycleNow);
       case Csr.instret:
       case Csr.minstret:
-        return low32(this.instret + this.retiredInRun);
+        return low32(this.instretNow);
       case Csr.instreth:
       case Csr.minstreth:
-        return high32(this.instret + this.retiredInRun);
+        return high32(this.instretNow);
       case Csr.time:
         return this.readTime === undefined ? undefined : low32(this.readTime());
       case Csr.timeh:
@@ -1150,19 +1197,23 @@ export class Hart implements CodeFrameListener {
   /** Writes a CSR (WARL fields legalized); false if it does not exist. */
   csrWrite(csr: number, value: number): boolean {
     switch (csr) {
-      // A counter write sets what the next instruction reads: the field holds the value minus what
-      // this run has retired so far (the writing instruction included), which `run` adds at its end.
+      // A counter write sets what the next instruction reads: settle first (the writing instruction
+      // included), then overwrite.
       case Csr.mcycle:
-        this.cycle = setLow32(this.cycle + this.retiredInRun, value) - this.retiredInRun;
+        this.settleCounters();
+        this.cycle = setLow32(this.cycle, value);
         return true;
       case Csr.mcycleh:
-        this.cycle = setHigh32(this.cycle + this.retiredInRun, value) - this.retiredInRun;
+        this.settleCounters();
+        this.cycle = setHigh32(this.cycle, value);
         return true;
       case Csr.minstret:
-        this.instret = setLow32(this.instret + this.retiredInRun, value) - this.retiredInRun;
+        this.settleCounters();
+        this.instret = setLow32(this.instret, value);
         return true;
       case Csr.minstreth:
-        this.instret = setHigh32(this.instret + this.retiredInRun, value) - this.retiredInRun;
+        this.settleCounters();
+        this.instret = setHigh32(this.instret, value);
         return true;
       case Csr.sstatus:
         this.writeMstatus((this.mstatus & ~SSTATUS_MASK) | (value & SSTATUS_MASK));
@@ -1205,7 +1256,10 @@ export class Hart implements CodeFrameListener {
         return true;
       case Csr.mcounteren: this.mcounteren = value; return true;
       case Csr.menvcfg: this.menvcfg = value & 1; return true;
-      case Csr.mcountinhibit: this.mcountinhibit = value & ~2; return true;
+      case Csr.mcountinhibit:
+        this.settleCounters(); // what retired so far counts under the old inhibit bits
+        this.mcountinhibit = value & ~2;
+        return true;
       case Csr.mscratch: this.mscratch = value; return true;
       case Csr.mepc: this.mepc = value & ~3; return true;
       case Csr.mcause: this.mcause = value; return true;

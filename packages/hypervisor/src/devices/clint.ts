@@ -2,9 +2,13 @@ import { MIP_MSIP, MIP_MTIP, type Hart } from "@hyperfleet/riscv";
 
 export interface ClintState {
   mtimecmp: number[];
-  armed: boolean[];
   msip: boolean[];
 }
+
+/** mtimecmp after reset on QEMU `virt`: 0, so the timer line is high from boot until the guest sets it. */
+export const MTIMECMP_RESET_QEMU = 0;
+/** mtimecmp as SBI firmware leaves it for the kernel: as far as it goes (no timer pending). */
+export const MTIMECMP_DISARMED = 2 ** 64;
 import type { MmioDevice } from "./device.js";
 
 const MTIMECMP_BASE = 0x4000;
@@ -14,13 +18,12 @@ const TWO_32 = 4294967296;
 /**
  * The core-local interruptor (SiFive CLINT layout, as on QEMU `virt` at 0x0200_0000): per-hart msip and
  * 64-bit mtimecmp, and the 64-bit mtime counter that `mtime()` supplies (10 MHz guest time). Drives MSIP
- * and MTIP on the harts. mtimecmp reads 0 after reset but, as on QEMU, no timer is armed until the guest writes one.
+ * and the timer line on the harts.
  */
 export class Clint implements MmioDevice {
   readonly name = "clint";
   readonly size = 0x10000;
   private readonly mtimecmp: number[];
-  private readonly armed: boolean[];
 
   /**
    * `timerBit` is the mip bit the compare drives: MTIP for bare-metal guests; STIP when the hypervisor
@@ -31,44 +34,42 @@ export class Clint implements MmioDevice {
     private readonly harts: readonly Hart[],
     readonly mtime: () => number,
     private readonly timerBit = MIP_MTIP,
+    resetCompare = MTIMECMP_RESET_QEMU,
   ) {
-    this.mtimecmp = harts.map(() => 0);
-    this.armed = harts.map(() => false);
+    this.mtimecmp = harts.map(() => resetCompare);
   }
 
   /** Raises or lowers MTIP on every hart for the current time. Called before each batch. */
   update(): void {
     const now = this.mtime();
     for (let i = 0; i < this.harts.length; i++) {
-      this.harts[i]!.setInterruptLine(this.timerBit, this.armed[i]! && now >= this.mtimecmp[i]!);
+      this.harts[i]!.setInterruptLine(this.timerBit, now >= this.mtimecmp[i]!);
     }
   }
 
-  /** The earliest armed mtimecmp (the next instant a sleeping hart may wake), Infinity if none. */
+  /** The earliest compare still in the future (the next instant a timer line rises), Infinity if none. */
   nextDeadline(): number {
+    const now = this.mtime();
     let next = Infinity;
-    for (let i = 0; i < this.mtimecmp.length; i++) if (this.armed[i] && this.mtimecmp[i]! < next) next = this.mtimecmp[i]!;
+    for (const c of this.mtimecmp) if (c > now && c < next) next = c;
     return next;
   }
 
   /** Arms hart's compare (an MMIO write, or the SBI's set_timer) and updates its timer line at once. */
   setTimer(hart: number, compare: number): void {
     this.mtimecmp[hart] = compare;
-    this.armed[hart] = true;
     this.harts[hart]!.setInterruptLine(this.timerBit, this.mtime() >= compare);
   }
 
   save(): ClintState {
     return {
       mtimecmp: [...this.mtimecmp],
-      armed: [...this.armed],
       msip: this.harts.map((h) => (h.mipLines & MIP_MSIP) !== 0),
     };
   }
 
   restore(s: ClintState): void {
     s.mtimecmp.forEach((v, i) => (this.mtimecmp[i] = v));
-    s.armed.forEach((v, i) => (this.armed[i] = v));
     s.msip.forEach((v, i) => this.harts[i]?.setInterruptLine(MIP_MSIP, v));
     this.update();
   }

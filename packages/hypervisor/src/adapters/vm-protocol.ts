@@ -1,0 +1,92 @@
+/**
+ * What the root and a VM worker share. Commands that must be quick (pause, resume, stop, dirty-log
+ * sync) go through a control block in shared memory, checked by the worker between instruction
+ * batches (a fraction of a millisecond apart), so they do not wait for the worker's event loop.
+ * Bulk traffic (console bytes, saved state) goes through messages.
+ *
+ * Control block (Int32Array):
+ *   REQUEST   sequence number of the last command the root posted
+ *   COMMAND   that command (Command)
+ *   ARGUMENT  its argument
+ *   ACK       sequence number of the last command the worker finished
+ *   STATE     the worker's state (WorkerState)
+ */
+import type { EptShared } from "../ept.js";
+import type { FramePoolShared } from "../frame-pool.js";
+import type { BootMode, ExitCounts, Halt } from "../partition.js";
+
+export const REQUEST = 0;
+export const COMMAND = 1;
+export const ARGUMENT = 2;
+export const ACK = 3;
+export const STATE = 4;
+export const CONTROL_WORDS = 8;
+
+export const enum Command {
+  None = 0,
+  Pause = 1,
+  Resume = 2,
+  Stop = 3,
+  DirtySync = 4,
+  DirtyStart = 5,
+  DirtyStop = 6,
+}
+
+export const enum WorkerState {
+  Starting = 0,
+  Running = 1,
+  Paused = 2,
+  Halted = 3,
+}
+
+export interface VmWorkerData {
+  memoryBytes: number;
+  vcpus: number;
+  boot: BootMode;
+  bootargs: string;
+  pool: FramePoolShared;
+  ept: EptShared;
+  control: SharedArrayBuffer;
+  /** Where a dirty-log sync leaves the bitmap it took. */
+  dirtyOut: SharedArrayBuffer;
+  /** An ELF to boot, or a snapshot to continue. */
+  image?: Uint8Array;
+  snapshot?: Uint8Array;
+  /** Start paused (a restored or incoming VM waits for the root's resume). */
+  startPaused?: boolean;
+  /** Instructions per vCPU per batch. */
+  batch?: number;
+}
+
+export interface VmStats {
+  instructions: number;
+  exits: ExitCounts;
+  mtimeTicks: number;
+}
+
+/** Messages from the worker. */
+export type WorkerMessage =
+  | { type: "ready" }
+  | { type: "console"; bytes: Uint8Array }
+  | { type: "halted"; halt: Halt; stats: VmStats }
+  | { type: "saved"; id: number; chunks: Uint8Array[] }
+  | { type: "stats"; id: number; stats: VmStats }
+  | { type: "error"; id?: number; message: string };
+
+/** Messages to the worker. */
+export type RootMessage =
+  | { type: "input"; bytes: Uint8Array }
+  | { type: "save"; id: number }
+  | { type: "stats"; id: number };
+
+/** Atomics.waitAsync (Node 16+, typed in TypeScript's ES2024 lib, which Node 20 does not fully have). */
+export const waitAsync = (
+  Atomics as unknown as {
+    waitAsync(
+      array: Int32Array,
+      index: number,
+      value: number,
+      timeoutMs?: number,
+    ): { async: false; value: "not-equal" | "timed-out" } | { async: true; value: Promise<"ok" | "timed-out"> };
+  }
+).waitAsync.bind(Atomics);

@@ -1,0 +1,174 @@
+/**
+ * The VM worker: one thread per running VM (Hyper-V's VMWP). It owns the partition's vCPUs and
+ * devices and runs them in batches, between which it serves the root's commands from the control
+ * block. Guest memory, the EPT and the dirty bitmap are shared with the root, which reads guest pages
+ * while the vCPUs run.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { parseElf } from "@hyperfleet/riscv";
+import { TICKS_PER_MS } from "../clock.js";
+import { Ept } from "../ept.js";
+import { FramePool } from "../frame-pool.js";
+import { Partition, type Halt } from "../partition.js";
+import { restorePartition, savePartition } from "../saved-state.js";
+import { systemClock } from "./system-clock.js";
+import {
+  ACK, ARGUMENT, COMMAND, Command, REQUEST, STATE, WorkerState,
+  waitAsync, type RootMessage, type VmStats, type VmWorkerData, type WorkerMessage,
+} from "./vm-protocol.js";
+
+const data = workerData as VmWorkerData;
+const port = parentPort!;
+const control = new Int32Array(data.control);
+const dirtyOut = new Int32Array(data.dirtyOut);
+const post = (m: WorkerMessage, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
+
+const pool = new FramePool(data.pool);
+const ept = new Ept(data.ept);
+const onConsole = (bytes: Uint8Array): void => post({ type: "console", bytes }, [bytes.buffer as ArrayBuffer]);
+let partition: Partition;
+try {
+  if (data.snapshot !== undefined) {
+    partition = restorePartition(data.snapshot, { clock: systemClock, pool, ept, onConsole });
+  } else {
+    partition = new Partition({
+      memoryBytes: data.memoryBytes,
+      vcpus: data.vcpus,
+      boot: data.boot,
+      bootargs: data.bootargs,
+      clock: systemClock,
+      pool,
+      ept,
+      onConsole,
+    });
+    partition.load(parseElf(data.image!));
+  }
+} catch (e) {
+  post({ type: "error", message: (e as Error).message });
+  process.exit(1);
+}
+
+const batch = data.batch ?? 20_000;
+let paused = data.startPaused === true;
+let halt: Halt | undefined;
+
+function stats(): VmStats {
+  return { instructions: partition.instructions, exits: { ...partition.exits }, mtimeTicks: partition.mtime() };
+}
+
+/** Serves a pending command, if any. Returns after acknowledging it. */
+function serveCommand(): void {
+  const request = Atomics.load(control, REQUEST);
+  if (request === Atomics.load(control, ACK)) return;
+  const command = Atomics.load(control, COMMAND) as Command;
+  switch (command) {
+    case Command.Pause:
+      paused = true;
+      partition.freezeTime();
+      Atomics.store(control, STATE, WorkerState.Paused);
+      break;
+    case Command.Resume:
+      paused = false;
+      partition.thawTime();
+      Atomics.store(control, STATE, WorkerState.Running);
+      break;
+    case Command.Stop:
+      partition.stop({ code: Atomics.load(control, ARGUMENT), reason: "stopped by the root" });
+      break;
+    case Command.DirtySync: {
+      const bitmap = partition.getAndClearDirtyLog();
+      dirtyOut.set(bitmap);
+      break;
+    }
+    case Command.DirtyStart:
+      partition.startDirtyLog();
+      break;
+    case Command.DirtyStop:
+      partition.stopDirtyLog();
+      break;
+  }
+  Atomics.store(control, ACK, request);
+  Atomics.notify(control, ACK);
+}
+
+port.on("message", (m: RootMessage) => {
+  switch (m.type) {
+    case "input":
+      partition.consoleInput(m.bytes);
+      break;
+    case "save":
+      if (!paused) {
+        post({ type: "error", id: m.id, message: "save needs a paused VM" });
+        break;
+      }
+      try {
+        const chunks = savePartition(partition);
+        post({ type: "saved", id: m.id, chunks }, chunks.map((c) => c.buffer as ArrayBuffer).filter(uniqueBuffers()));
+      } catch (e) {
+        post({ type: "error", id: m.id, message: (e as Error).message });
+      }
+      break;
+    case "stats":
+      post({ type: "stats", id: m.id, stats: stats() });
+      break;
+  }
+});
+
+function uniqueBuffers(): (b: ArrayBuffer) => boolean {
+  const seen = new Set<ArrayBuffer>();
+  return (b) => {
+    if (seen.has(b) || b instanceof SharedArrayBuffer) return false;
+    seen.add(b);
+    return true;
+  };
+}
+
+const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** Waits until the root posts a command or `ms` pass. */
+async function waitForCommand(ms: number): Promise<void> {
+  const seen = Atomics.load(control, REQUEST);
+  if (seen !== Atomics.load(control, ACK)) return;
+  const r = waitAsync(control, REQUEST, seen, ms);
+  if (r.async) await r.value;
+  await tick(); // let messages in too
+}
+
+async function main(): Promise<void> {
+  Atomics.store(control, STATE, paused ? WorkerState.Paused : WorkerState.Running);
+  if (paused) partition.freezeTime();
+  post({ type: "ready" });
+  const sliceMs = 4;
+  for (;;) {
+    serveCommand();
+    if (partition.halted !== undefined) break;
+    if (paused) {
+      await waitForCommand(50);
+      continue;
+    }
+    const sliceEnd = performance.now() + sliceMs;
+    let result = partition.step(batch);
+    for (;;) {
+      serveCommand();
+      if (paused || result.idle || partition.halted !== undefined || performance.now() >= sliceEnd) break;
+      result = partition.step(batch);
+    }
+    if (partition.halted !== undefined) break;
+    if (!paused && result.idle) {
+      const waitMs = (result.wakeAtTicks - partition.mtime()) / TICKS_PER_MS;
+      await waitForCommand(Math.max(0, Math.min(waitMs, 10)));
+    } else {
+      await tick();
+    }
+  }
+  halt = partition.halted!;
+  partition.flushConsole();
+  Atomics.store(control, STATE, WorkerState.Halted);
+  Atomics.notify(control, STATE);
+  post({ type: "halted", halt, stats: stats() });
+}
+
+main().catch((e: unknown) => {
+  post({ type: "error", message: (e as Error).stack ?? String(e) });
+  process.exit(1);
+});

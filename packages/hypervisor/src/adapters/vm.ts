@@ -1,0 +1,225 @@
+/**
+ * The root's handle on a running VM: starts its VM worker thread and drives it (pause, resume, stop,
+ * dirty logging, save), while guest memory stays readable from the root through the shared EPT.
+ */
+import { Worker } from "node:worker_threads";
+import { Ept } from "../ept.js";
+import type { FramePool } from "../frame-pool.js";
+import { GuestMemory } from "../guest-memory.js";
+import { MemoryMap, type BootMode, type Halt } from "../partition.js";
+import { decodeSnapshot as decodeSections } from "../snapshot.js";
+import {
+  ACK, ARGUMENT, COMMAND, Command, CONTROL_WORDS, REQUEST, STATE, waitAsync, WorkerState,
+  type RootMessage, type VmStats, type VmWorkerData, type WorkerMessage,
+} from "./vm-protocol.js";
+
+export interface VmOptions {
+  pool: FramePool;
+  memoryBytes: number;
+  vcpus?: number;
+  boot?: BootMode;
+  bootargs?: string;
+  /** ELF bytes to boot, or a snapshot to continue (then memory size, vCPUs and boot come from it). */
+  image?: Uint8Array;
+  snapshot?: Uint8Array;
+  startPaused?: boolean;
+  onConsole?: (bytes: Uint8Array) => void;
+  /** Instructions per vCPU per batch (smaller: quicker commands, more overhead). */
+  batch?: number;
+}
+
+export class VmError extends Error {
+  override readonly name = "VmError";
+}
+
+const now = (): number => performance.now();
+
+export class VmWorker {
+  readonly ept: Ept;
+  readonly guest: GuestMemory;
+  /** Resolves when the guest halts (power-off, reset failure, stop) or the worker dies. */
+  readonly exited: Promise<Halt>;
+  /** Statistics the worker sent with its halt. */
+  finalStats: VmStats | undefined;
+  private readonly worker: Worker;
+  private readonly control: Int32Array;
+  private readonly dirtyOut: Int32Array;
+  private readonly pending = new Map<number, { resolve: (m: WorkerMessage) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  private sequence = 0;
+  private halted: Halt | undefined;
+
+  private constructor(options: VmOptions, memoryBytes: number, ready: (error?: Error) => void) {
+    const pages = memoryBytes / 4096;
+    this.ept = new Ept(pages);
+    this.guest = new GuestMemory(options.pool, this.ept, MemoryMap.ram);
+    this.control = new Int32Array(new SharedArrayBuffer(CONTROL_WORDS * 4));
+    const dirtyShared = new SharedArrayBuffer(this.ept.dirty.byteLength);
+    this.dirtyOut = new Int32Array(dirtyShared);
+    const data: VmWorkerData = {
+      memoryBytes,
+      vcpus: options.vcpus ?? 1,
+      boot: options.boot ?? "bare",
+      bootargs: options.bootargs ?? "",
+      pool: options.pool.shared,
+      ept: this.ept.shared,
+      control: this.control.buffer as SharedArrayBuffer,
+      dirtyOut: dirtyShared,
+      image: options.image,
+      snapshot: options.snapshot,
+      startPaused: options.startPaused,
+      batch: options.batch,
+    };
+    this.worker = new Worker(new URL("./vm-worker.js", import.meta.url), { workerData: data });
+    const onConsole = options.onConsole ?? (() => {});
+    let settle: ((h: Halt) => void) | undefined;
+    this.exited = new Promise<Halt>((resolve) => (settle = resolve));
+    let started = false;
+    this.worker.on("message", (m: WorkerMessage) => {
+      switch (m.type) {
+        case "ready":
+          started = true;
+          ready();
+          break;
+        case "console":
+          onConsole(m.bytes);
+          break;
+        case "halted":
+          this.halted = m.halt;
+          this.finalStats = m.stats;
+          break;
+        case "error":
+          if (m.id !== undefined) this.settle(m.id, undefined, new VmError(m.message));
+          else if (!started) ready(new VmError(m.message));
+          else this.halted ??= { code: 1, reason: `VM worker failed: ${m.message}` };
+          break;
+        default:
+          this.settle(m.id, m);
+      }
+    });
+    this.worker.on("error", (e) => {
+      if (!started) ready(new VmError(e.message));
+      this.halted ??= { code: 1, reason: `VM worker failed: ${e.message}` };
+    });
+    this.worker.on("exit", (code) => {
+      const halt = this.halted ?? { code: code || 1, reason: `VM worker exited (${code})` };
+      this.halted = halt;
+      for (const p of this.pending.values()) p.reject(new VmError("the VM worker exited"));
+      this.pending.clear();
+      settle!(halt);
+    });
+  }
+
+  /** Starts a VM worker; resolves once the VM is loaded and running (or paused, if asked). */
+  static async start(options: VmOptions): Promise<VmWorker> {
+    const memoryBytes = options.snapshot !== undefined ? snapshotMemoryBytes(options.snapshot) : options.memoryBytes;
+    let vm!: VmWorker;
+    await new Promise<void>((resolve, reject) => {
+      vm = new VmWorker(options, memoryBytes, (error) => (error ? reject(error) : resolve()));
+    });
+    return vm;
+  }
+
+  get state(): WorkerState {
+    return Atomics.load(this.control, STATE) as WorkerState;
+  }
+
+  /** Stops every vCPU; resolves when they have all stopped. Returns how long that took. */
+  async pause(): Promise<number> {
+    return this.command(Command.Pause);
+  }
+
+  async resume(): Promise<number> {
+    return this.command(Command.Resume);
+  }
+
+  /** Halts the guest (exit code `code`) and waits for the worker to end. */
+  async stop(code = 0): Promise<Halt> {
+    if (this.halted === undefined) await this.command(Command.Stop, code).catch(() => 0);
+    return this.exited;
+  }
+
+  async startDirtyLog(): Promise<void> {
+    await this.command(Command.DirtyStart);
+  }
+
+  async stopDirtyLog(): Promise<void> {
+    await this.command(Command.DirtyStop);
+  }
+
+  /**
+   * The pages dirtied since the last call (or since startDirtyLog), taken at a batch boundary of the
+   * VM worker and cleared there. See Ept for the contract.
+   */
+  async getAndClearDirtyLog(): Promise<Int32Array> {
+    await this.command(Command.DirtySync);
+    return this.dirtyOut.slice();
+  }
+
+  /** Saves the whole VM (it must be paused). Returns the snapshot as chunks to write in order. */
+  async save(): Promise<Uint8Array[]> {
+    const m = await this.request({ type: "save", id: this.nextId++ });
+    if (m.type !== "saved") throw new VmError("unexpected reply to save");
+    return m.chunks;
+  }
+
+  async stats(): Promise<VmStats> {
+    const m = await this.request({ type: "stats", id: this.nextId++ });
+    if (m.type !== "stats") throw new VmError("unexpected reply to stats");
+    return m.stats;
+  }
+
+  input(bytes: Uint8Array): void {
+    this.post({ type: "input", bytes });
+  }
+
+  /** Posts a control-block command and waits until the worker has done it. Returns the wait in ms. */
+  private async command(command: Command, argument = 0): Promise<number> {
+    if (this.halted !== undefined) throw new VmError(`the VM has halted (${this.halted.reason})`);
+    const started = now();
+    const seq = ++this.sequence;
+    Atomics.store(this.control, COMMAND, command);
+    Atomics.store(this.control, ARGUMENT, argument);
+    Atomics.store(this.control, REQUEST, seq);
+    Atomics.notify(this.control, REQUEST);
+    for (;;) {
+      const ack = Atomics.load(this.control, ACK);
+      if (ack === seq) return now() - started;
+      const halted = this.halted as Halt | undefined; // set by the worker's messages while we wait
+      if (halted !== undefined) throw new VmError(`the VM halted (${halted.reason})`);
+      const r = waitAsync(this.control, ACK, ack, 100);
+      if (r.async) await r.value;
+    }
+  }
+
+  private post(m: RootMessage): void {
+    this.worker.postMessage(m);
+  }
+
+  private request(m: RootMessage & { id: number }): Promise<WorkerMessage> {
+    return new Promise((resolve, reject) => {
+      this.pending.set(m.id, { resolve, reject });
+      this.post(m);
+    });
+  }
+
+  private settle(id: number, m: WorkerMessage | undefined, error?: Error): void {
+    const p = this.pending.get(id);
+    if (p === undefined) return;
+    this.pending.delete(id);
+    if (error) p.reject(error);
+    else p.resolve(m!);
+  }
+}
+
+/** Reads the memory size out of a snapshot's partition section, without decoding the rest. */
+function snapshotMemoryBytes(file: Uint8Array): number {
+  // The worker validates the whole file; here only enough to size the EPT, with the same errors.
+  const sections = decodeSections(file);
+  const info = sections.get("partition");
+  if (info === undefined || info.kind !== "json") throw new VmError("snapshot has no partition section");
+  const bytes = (info.value as { memoryBytes?: unknown }).memoryBytes;
+  if (typeof bytes !== "number") throw new VmError("snapshot partition section has no memory size");
+  return bytes;
+}
+

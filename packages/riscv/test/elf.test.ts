@@ -1,0 +1,225 @@
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { decode, Op } from "../src/decode.js";
+import { ElfError, parseElf } from "../src/elf.js";
+
+interface SegmentSpec {
+  type?: number;
+  paddr: number;
+  vaddr?: number;
+  data: Uint8Array;
+  memSize?: number;
+  flags?: number;
+}
+
+interface ElfSpec {
+  entry?: number;
+  segments?: SegmentSpec[];
+  symbols?: Record<string, number>;
+  elfClass?: number;
+  dataEncoding?: number;
+  machine?: number;
+  type?: number;
+}
+
+/** Builds an ELF32 file: header, program headers, segment bytes, then (optional) .symtab/.strtab sections. */
+function buildElf(spec: ElfSpec = {}): Uint8Array {
+  const segments = spec.segments ?? [{ paddr: 0x8000_0000, data: Uint8Array.of(0x13, 0, 0, 0), flags: 5 }];
+  const symbols = Object.entries(spec.symbols ?? {});
+  const phoff = 52;
+  let offset = phoff + 32 * segments.length;
+  const segOffsets = segments.map((s) => {
+    const o = offset;
+    offset += s.data.length;
+    return o;
+  });
+  // string table: "\0name1\0name2\0"
+  const names = symbols.map(([n]) => n);
+  const strtab: number[] = [0];
+  const nameOffsets = names.map((n) => {
+    const o = strtab.length;
+    for (const c of n) strtab.push(c.charCodeAt(0));
+    strtab.push(0);
+    return o;
+  });
+  const strOffset = offset;
+  offset += strtab.length;
+  offset = (offset + 3) & ~3;
+  const symOffset = offset;
+  const symSize = 16 * (symbols.length + 1); // entry 0 is the null symbol
+  offset += symSize;
+  const shoff = symbols.length > 0 ? offset : 0;
+  const shnum = symbols.length > 0 ? 3 : 0;
+  const size = offset + 40 * shnum;
+
+  const file = new Uint8Array(size);
+  const v = new DataView(file.buffer);
+  file.set([0x7f, 0x45, 0x4c, 0x46, spec.elfClass ?? 1, spec.dataEncoding ?? 1, 1], 0);
+  v.setUint16(16, spec.type ?? 2, true);
+  v.setUint16(18, spec.machine ?? 243, true);
+  v.setUint32(20, 1, true);
+  v.setUint32(24, spec.entry ?? 0x8000_0000, true);
+  v.setUint32(28, phoff, true);
+  v.setUint32(32, shoff, true);
+  v.setUint16(40, 52, true);
+  v.setUint16(42, 32, true);
+  v.setUint16(44, segments.length, true);
+  v.setUint16(46, 40, true);
+  v.setUint16(48, shnum, true);
+  segments.forEach((s, i) => {
+    const p = phoff + 32 * i;
+    v.setUint32(p, s.type ?? 1, true);
+    v.setUint32(p + 4, segOffsets[i]!, true);
+    v.setUint32(p + 8, s.vaddr ?? s.paddr, true);
+    v.setUint32(p + 12, s.paddr, true);
+    v.setUint32(p + 16, s.data.length, true);
+    v.setUint32(p + 20, s.memSize ?? s.data.length, true);
+    v.setUint32(p + 24, s.flags ?? 7, true);
+    v.setUint32(p + 28, 0x1000, true);
+    file.set(s.data, segOffsets[i]!);
+  });
+  if (shnum > 0) {
+    file.set(strtab, strOffset);
+    symbols.forEach(([, value], i) => {
+      const o = symOffset + 16 * (i + 1);
+      v.setUint32(o, nameOffsets[i]!, true);
+      v.setUint32(o + 4, value, true);
+    });
+    // section 1: .symtab (type 2, link 2), section 2: .strtab (type 3)
+    const sym = shoff + 40;
+    v.setUint32(sym + 4, 2, true);
+    v.setUint32(sym + 16, symOffset, true);
+    v.setUint32(sym + 20, symSize, true);
+    v.setUint32(sym + 24, 2, true);
+    v.setUint32(sym + 36, 16, true);
+    const str = shoff + 80;
+    v.setUint32(str + 4, 3, true);
+    v.setUint32(str + 16, strOffset, true);
+    v.setUint32(str + 20, strtab.length, true);
+  }
+  return file;
+}
+
+describe("elf - valid files", () => {
+  it("gives the entry, the loadable segments (at p_paddr) and the symbols", () => {
+    const text = Uint8Array.of(0x13, 0, 0, 0, 0x73, 0, 0, 0);
+    const data = Uint8Array.of(1, 2, 3);
+    const file = buildElf({
+      entry: 0x8000_0004,
+      segments: [
+        { paddr: 0x8000_0000, vaddr: 0xc000_0000, data: text, flags: 5 },
+        { type: 0x7000_0003, paddr: 0, data: Uint8Array.of(9, 9) }, // RISCV_ATTRIBUTES: not loaded
+        { paddr: 0x8000_1000, data, memSize: 0x100, flags: 6 },
+      ],
+      symbols: { _start: 0x8000_0000, tohost: 0x8000_1000, fromhost: 0x8000_1008 },
+    });
+    const image = parseElf(file);
+    expect(image.entry).toBe(0x8000_0004);
+    expect(image.segments).toHaveLength(2);
+    expect(image.segments[0]!.address).toBe(0x8000_0000);
+    expect([...image.segments[0]!.data]).toEqual([...text]);
+    expect(image.segments[0]!.memSize).toBe(8);
+    expect(image.segments[0]!.flags).toBe(5);
+    expect(image.segments[1]!.address).toBe(0x8000_1000);
+    expect([...image.segments[1]!.data]).toEqual([1, 2, 3]);
+    expect(image.segments[1]!.memSize).toBe(0x100);
+    expect(image.segments[1]!.flags).toBe(6);
+    expect(image.symbols.get("tohost")).toBe(0x8000_1000);
+    expect(image.symbols.get("fromhost")).toBe(0x8000_1008);
+    expect(image.symbols.get("_start")).toBe(0x8000_0000);
+  });
+
+  it("a file without a symbol table has no symbols", () => {
+    const image = parseElf(buildElf());
+    expect(image.symbols.size).toBe(0);
+    expect(image.segments).toHaveLength(1);
+  });
+
+  it("a file inside a larger buffer (non-zero byteOffset) parses the same", () => {
+    const file = buildElf({ symbols: { tohost: 0x8000_0040 } });
+    const outer = new Uint8Array(file.length + 8);
+    outer.set(file, 8);
+    const image = parseElf(outer.subarray(8));
+    expect(image.symbols.get("tohost")).toBe(0x8000_0040);
+    expect(image.entry).toBe(0x8000_0000);
+  });
+});
+
+describe("elf - invalid files", () => {
+  const bad = (mutate: (f: Uint8Array) => Uint8Array) => () => parseElf(mutate(buildElf({ symbols: { tohost: 0x8000_0000 } })));
+
+  it("rejects a file without the ELF magic", () => {
+    expect(bad((f) => { f[1] = 0x46; return f; })).toThrow(/not an ELF file/);
+    expect(() => parseElf(new Uint8Array(0))).toThrow(ElfError);
+    expect(() => parseElf(new TextEncoder().encode("#!/bin/sh\necho hi\n"))).toThrow(/not an ELF file/);
+  });
+
+  it("rejects a truncated header", () => {
+    expect(bad((f) => f.subarray(0, 30))).toThrow(/truncated ELF: 30 bytes.*52-byte/);
+  });
+
+  it("rejects truncated program headers", () => {
+    expect(bad((f) => f.subarray(0, 60))).toThrow(/truncated ELF: program headers end at byte 84, the file has 60/);
+  });
+
+  it("rejects truncated segment data", () => {
+    const file = buildElf({ segments: [{ paddr: 0x8000_0000, data: new Uint8Array(64) }] });
+    expect(() => parseElf(file.subarray(0, 84 + 10))).toThrow(/truncated ELF: segment 0 needs bytes 84\.\.148, the file has 94/);
+  });
+
+  it("rejects ELF64", () => {
+    expect(bad((f) => { f[4] = 2; return f; })).toThrow(/ELF64/);
+  });
+
+  it("rejects big-endian files", () => {
+    expect(bad((f) => { f[5] = 2; return f; })).toThrow(/big-endian/);
+  });
+
+  it("rejects a non-RISC-V machine and names it", () => {
+    expect(() => parseElf(buildElf({ machine: 62 }))).toThrow(/not a RISC-V ELF: machine 62 \(x86-64\)/);
+    expect(() => parseElf(buildElf({ machine: 183 }))).toThrow(/AArch64/);
+    expect(() => parseElf(buildElf({ machine: 9999 }))).toThrow(/machine 9999/);
+  });
+
+  it("rejects files that are not executables", () => {
+    expect(() => parseElf(buildElf({ type: 1 }))).toThrow(/not an executable ELF \(e_type 1/);
+    expect(() => parseElf(buildElf({ type: 3 }))).toThrow(/not an executable ELF \(e_type 3/);
+  });
+
+  it("rejects a file with nothing to load", () => {
+    expect(() => parseElf(buildElf({ segments: [] }))).toThrow(/no program headers/);
+    expect(() => parseElf(buildElf({ segments: [{ type: 4, paddr: 0, data: new Uint8Array(4) }] }))).toThrow(/no loadable segment/);
+  });
+
+  it("errors are ElfError with name ElfError", () => {
+    try {
+      parseElf(new Uint8Array(4));
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(ElfError);
+      expect((e as Error).name).toBe("ElfError");
+    }
+  });
+});
+
+const HELLO = fileURLToPath(new URL("../../../guests/build/hello.elf", import.meta.url));
+
+describe("elf - real guest binary", () => {
+  it.skipIf(!existsSync(HELLO))("parses guests/build/hello.elf (skipped when the guests are not built)", () => {
+    const image = parseElf(new Uint8Array(readFileSync(HELLO)));
+    expect(image.segments.length).toBeGreaterThan(0);
+    const inSegment = (addr: number) => image.segments.some((s) => addr >= s.address && addr < s.address + s.memSize);
+    expect(image.symbols.get("_start")).toBe(image.entry);
+    expect(inSegment(image.entry)).toBe(true);
+    const tohost = image.symbols.get("tohost");
+    expect(tohost).toBeDefined();
+    expect(inSegment(tohost!)).toBe(true);
+    for (const s of image.segments) expect(s.data.length).toBeLessThanOrEqual(s.memSize);
+    // the first instruction at the entry point decodes to something legal
+    const seg = image.segments.find((s) => image.entry >= s.address && image.entry + 4 <= s.address + s.data.length)!;
+    const o = image.entry - seg.address;
+    const word = seg.data[o]! | (seg.data[o + 1]! << 8) | (seg.data[o + 2]! << 16) | (seg.data[o + 3]! << 24);
+    expect(decode(word).op).not.toBe(Op.Illegal);
+  });
+});
