@@ -2,8 +2,8 @@
 import { readFileSync } from "node:fs";
 
 const path = process.argv[2] ?? ".reports/vitest.json";
-let passed = 0;
-let failed = 0;
+let passed;
+let failed;
 try {
   const report = JSON.parse(readFileSync(path, "utf8"));
   passed = report.numPassedTests ?? 0;

@@ -9,8 +9,8 @@ import { GuestMemory } from "../guest-memory.js";
 import { MemoryMap, type BootMode, type Halt } from "../partition.js";
 import { decodeSnapshot as decodeSections } from "../snapshot.js";
 import {
-  ACK, ARGUMENT, COMMAND, Command, CONTROL_WORDS, REQUEST, STATE, waitAsync, WorkerState,
-  type RootMessage, type VmStats, type VmWorkerData, type WorkerMessage,
+  ACK, ARGUMENT, COMMAND, Command, CONTROL_WORDS, REQUEST, STATE, waitAsync,
+  type RootMessage, type VmStats, type VmWorkerData, type WorkerMessage, type WorkerState,
 } from "./vm-protocol.js";
 
 export interface VmOptions {
