@@ -1,7 +1,8 @@
 /*
  * fdt.c - just enough of a flattened device tree reader.
  *
- * Finds /chosen/bootargs and the extent of the first /memory node. Every
+ * Finds /chosen/bootargs, the extent of the first /memory node and the
+ * number of harts (the cpu@N nodes under /cpus). Every
  * read is bounds-checked against the header's totalsize, and the header
  * and the blob's last word are probed with a trap-safe read first, so a
  * missing or corrupt FDT pointer yields "no FDT" instead of a crash.
@@ -71,8 +72,12 @@ static const char *fdt_string(const struct fdt *f, uint32_t off)
     return 0;
 }
 
-typedef int (*prop_fn)(void *ctx, int depth, const char *node,
-                       const char *name, const uint8_t *val, uint32_t len);
+/* Called for every property: `node` is the name of the node holding it
+ * (depth 1 is the root, whose name is ""), `parent` that of its parent
+ * ("" at depth 1 and beyond the tracked depth). */
+typedef int (*prop_fn)(void *ctx, int depth, const char *parent,
+                       const char *node, const char *name,
+                       const uint8_t *val, uint32_t len);
 
 /* Walk the structure block calling fn for every property; stop when fn
  * returns non-zero. Returns -1 on a malformed blob. */
@@ -117,7 +122,8 @@ static int fdt_walk(const struct fdt *f, prop_fn fn, void *ctx)
             if (!name)
                 return -1;
             const char *node = depth >= 1 && depth <= 8 ? path[depth - 1] : "";
-            if (fn(ctx, depth, node, name, p + off, len))
+            const char *parent = depth >= 2 && depth <= 8 ? path[depth - 2] : "";
+            if (fn(ctx, depth, parent, node, name, p + off, len))
                 return 0;
             off = (off + len + 3) & ~3u;
             break;
@@ -138,10 +144,12 @@ struct chosen_ctx {
     size_t len;
 };
 
-static int find_bootargs(void *ctx, int depth, const char *node,
-                         const char *name, const uint8_t *val, uint32_t len)
+static int find_bootargs(void *ctx, int depth, const char *parent,
+                         const char *node, const char *name,
+                         const uint8_t *val, uint32_t len)
 {
     struct chosen_ctx *c = ctx;
+    (void)parent;
     if (depth == 2 && hf_strcmp(node, "chosen") == 0 &&
         hf_strcmp(name, "bootargs") == 0) {
         size_t n = 0;
@@ -169,10 +177,12 @@ struct mem_ctx {
     int found;
 };
 
-static int find_memory(void *ctx, int depth, const char *node,
-                       const char *name, const uint8_t *val, uint32_t len)
+static int find_memory(void *ctx, int depth, const char *parent,
+                       const char *node, const char *name,
+                       const uint8_t *val, uint32_t len)
 {
     struct mem_ctx *m = ctx;
+    (void)parent;
     /* /memory@... reg = <addr size> with #address-cells = #size-cells = 2
      * on virt; accept 1-cell pairs too. */
     if (depth == 2 && hf_strncmp(node, "memory", 6) == 0 &&
@@ -194,8 +204,29 @@ static int find_memory(void *ctx, int depth, const char *node,
     return 0;
 }
 
+/*
+ * Harts: nodes /cpus/cpu@<id> (or /cpus/cpu) with device_type = "cpu",
+ * counted once each through that property. Nodes such as /cpus/cpu-map do
+ * not match. A cpu with status = "disabled" is counted all the same: it
+ * still exists and receives the start-up jump on QEMU's virt.
+ */
+static int count_cpus(void *ctx, int depth, const char *parent,
+                      const char *node, const char *name,
+                      const uint8_t *val, uint32_t len)
+{
+    uint32_t *n = ctx;
+    if (depth == 3 && hf_strcmp(parent, "cpus") == 0 &&
+        hf_strncmp(node, "cpu", 3) == 0 &&
+        (node[3] == '@' || node[3] == '\0') &&
+        hf_strcmp(name, "device_type") == 0 && len == 4 &&
+        hf_strncmp((const char *)val, "cpu", 4) == 0)
+        (*n)++;
+    return 0;
+}
+
 static int fdt_ok;
 static uintptr_t mem_limit = HF_RAM_DEFAULT_END;
+static uint32_t hart_count;
 
 /* Called once from hf_sdk_init. */
 void hf_fdt_scan(uintptr_t addr)
@@ -207,6 +238,9 @@ void hf_fdt_scan(uintptr_t addr)
     if (!fdt_ok)
         return;
     fdt_walk(&f, find_memory, &m);
+    uint32_t cpus = 0;
+    if (fdt_walk(&f, count_cpus, &cpus) == 0)
+        hart_count = cpus;
     if (m.found && m.base == HF_RAM_BASE && m.size != 0) {
         uint64_t end = (uint64_t)m.base + m.size;
         mem_limit = end > 0xfffff000u ? 0xfffff000u : (uintptr_t)end;
@@ -223,4 +257,9 @@ int hf_fdt_valid(void)
 uintptr_t hf_mem_limit(void)
 {
     return mem_limit;
+}
+
+uint32_t hf_fdt_hart_count(void)
+{
+    return hart_count;
 }

@@ -7,7 +7,11 @@
  *
  * crt0.S enters main(hartid, fdt) on hart 0 in M-mode with interrupts
  * disabled, after clearing .bss, initialising the UART and copying the
- * boot arguments out of the device tree.
+ * boot arguments out of the device tree. The other harts park, unless the
+ * program defines hf_secondary_main (see below).
+ *
+ * S-mode kernels started by an SBI firmware use crt0-sbi.S, link-sbi.ld
+ * and hf_sbi.h instead of crt0.S, link.ld and the machine-mode core.
  */
 #ifndef HF_H
 #define HF_H
@@ -99,6 +103,19 @@ int hf_fdt_valid(void);             /* 1 if a1 pointed at a sane FDT */
 /* Highest usable address + 1: the lower of the FDT start and the end of
  * RAM (from the FDT /memory node, or HF_RAM_DEFAULT_END without one). */
 uintptr_t hf_mem_limit(void);
+/* Number of harts described by the FDT (/cpus/cpu@N nodes); 0 without a
+ * usable FDT. */
+uint32_t hf_fdt_hart_count(void);
+
+/*
+ * Optional second entry point. Defined by the program, it is called on
+ * every hart other than 0 (hart id < HF_MAX_HARTS), in M-mode with mie = 0
+ * and mstatus.MIE = 0, on the hart's own stack, once hart 0 has cleared
+ * .bss and initialised the SDK (hart 0 is then about to enter main, or in
+ * it). When it returns, the hart parks in a WFI loop with mie = 0.
+ * Without a definition (the SDK's weak default) those harts park at once.
+ */
+void hf_secondary_main(uint32_t hartid, uintptr_t fdt);
 
 /* ---- console -------------------------------------------------------
  * printf subset (see printf.c): %d %i %u %x %X take 32-bit values (int and
@@ -109,6 +126,7 @@ void hf_puts(const char *s);        /* no newline added */
 int hf_printf(const char *fmt, ...);
 int hf_vprintf(const char *fmt, va_list ap);
 int hf_snprintf(char *buf, size_t size, const char *fmt, ...);
+int hf_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
 
 /* ---- boot arguments (/chosen/bootargs, "key=value" words) ---------- */
 const char *hf_bootargs(void);      /* never NULL; "" when absent */

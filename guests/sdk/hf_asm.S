@@ -58,14 +58,22 @@ hf_pmp_allow_all:
     .size hf_pmp_allow_all, . - hf_pmp_allow_all
 
 /*
- * hf_trap_default: installed by crt0. An unexpected trap is a bug in the
- * guest (or the machine): report it and power off with failure.
+ * hf_trap_default: installed by crt0 on every hart. An unexpected trap is
+ * a bug in the guest (or the machine): report it and power off with
+ * failure. It runs on the top of the trapping hart's own stack.
  */
     .balign 64
     .globl hf_trap_default
     .type hf_trap_default, @function
 hf_trap_default:
-    la      sp, __stack_top
+    csrr    t0, mhartid
+    li      t1, HF_MAX_HARTS
+    bltu    t0, t1, 2f
+    li      t0, 0
+2:  la      sp, __stack_top
+    li      t1, HF_STACK_SIZE
+    mul     t1, t1, t0
+    sub     sp, sp, t1
     csrr    a0, mcause
     csrr    a1, mepc
     csrr    a2, mtval

@@ -178,14 +178,20 @@ int hf_printf(const char *fmt, ...)
     return n;
 }
 
-int hf_snprintf(char *buf, size_t size, const char *fmt, ...)
+int hf_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
 {
     struct sink s = { buf, size, 0 };
-    va_list ap;
-    va_start(ap, fmt);
     int n = format(&s, fmt, ap);
-    va_end(ap);
     if (size)
         buf[s.len < size ? s.len : size - 1] = '\0';
+    return n;
+}
+
+int hf_snprintf(char *buf, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = hf_vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
     return n;
 }

@@ -149,7 +149,9 @@ export class Partition implements PhysicalBus, HypercallHost {
     const sbi = this.boot === "sbi";
     this.harts = [];
     for (let i = 0; i < vcpus; i++) {
-      this.harts.push(new Hart({ bus: this, hartId: i, decodeCache: this.decodeCache, readTime, ecallExit: sbi }));
+      this.harts.push(
+        new Hart({ bus: this, hartId: i, decodeCache: this.decodeCache, readTime, ecallExit: sbi, machineTrapExit: sbi }),
+      );
     }
     this.vcpuState = this.harts.map(() => VcpuState.Running);
     this.plic = new Plic(MemoryMap.plic, this.harts);
@@ -362,20 +364,25 @@ export class Partition implements PhysicalBus, HypercallHost {
         this.vcpuState[i] = VcpuState.Running;
       }
       idle = false;
-      const exit = hart.run(budget);
-      if (this.tohost >= 0) this.pollTohost();
-      if (exit === Exit.Wfi) {
-        this.exits.wfi++;
-        this.vcpuState[i] = VcpuState.Waiting;
-      } else if (exit === Exit.Ecall) {
-        this.exits.hypercall++;
-        this.hypercalls.handleEcall(hart);
-      }
-      if (this.boot === "sbi" && hart.priv === Priv.M && this.halt === undefined) {
-        this.stop({
-          code: 1,
-          reason: `vCPU ${i}: trap to M-mode, which the hypervisor owns (mcause ${hart.mcause >>> 0}, mepc 0x${hex(hart.mepc)}, mtval 0x${hex(hart.mtval)})`,
-        });
+      // A hypercall exit is served at once and the vCPU goes on with the rest of its batch.
+      for (let remaining = budget; remaining > 0; ) {
+        const exit = hart.run(remaining);
+        remaining -= hart.spent;
+        if (this.tohost >= 0) this.pollTohost();
+        if (exit === Exit.Wfi) {
+          this.exits.wfi++;
+          this.vcpuState[i] = VcpuState.Waiting;
+        } else if (exit === Exit.Ecall) {
+          this.exits.hypercall++;
+          this.hypercalls.handleEcall(hart);
+          if (this.halt === undefined && this.vcpuState[i] === VcpuState.Running && !this.resetRequested) continue;
+        } else if (exit === Exit.MachineTrap && this.halt === undefined) {
+          this.stop({
+            code: 1,
+            reason: `vCPU ${i}: trap to M-mode, which the hypervisor owns (mcause 0x${hex(hart.mcause)}, mepc 0x${hex(hart.mepc)}, mtval 0x${hex(hart.mtval)})`,
+          });
+        }
+        break;
       }
     }
     if (this.resetRequested) {

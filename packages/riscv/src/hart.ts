@@ -20,6 +20,8 @@ export const enum Exit {
   Bus = 3,
   /** ECALL from S-mode with `ecallExit` set: the hypervisor handles it (SBI), then advances `pc` by 4. */
   Ecall = 4,
+  /** With `machineTrapExit`: a trap was just taken into M-mode (mcause/mepc/mtval say which). */
+  MachineTrap = 5,
 }
 
 export interface HartOptions {
@@ -31,6 +33,8 @@ export interface HartOptions {
   readTime?: () => number;
   /** ECALL from S-mode returns Exit.Ecall instead of trapping (the hypervisor provides the SBI). */
   ecallExit?: boolean;
+  /** Return Exit.MachineTrap as soon as a trap is taken into M-mode (the hypervisor owns M-mode). */
+  machineTrapExit?: boolean;
 }
 
 /** TLB geometry: direct-mapped on the virtual page number. */
@@ -128,6 +132,9 @@ export class Hart implements CodeFrameListener {
   private readonly bus: PhysicalBus;
   private readonly readTime: (() => number) | undefined;
   private readonly ecallExit: boolean;
+  private readonly machineTrapExit: boolean;
+  /** Budget given to the last `run` and what was left of it. */
+  private runBudget = 0;
   private readonly mem8: Uint8Array;
   private readonly mem16: Uint16Array;
   private readonly mem32: Int32Array;
@@ -159,6 +166,7 @@ export class Hart implements CodeFrameListener {
     this.hartId = options.hartId ?? 0;
     this.readTime = options.readTime;
     this.ecallExit = options.ecallExit ?? false;
+    this.machineTrapExit = options.machineTrapExit ?? false;
     const memory = options.bus.memory;
     if (memory.byteOffset % 4096 !== 0 || memory.byteLength % 4096 !== 0) {
       throw new RangeError("bus memory must start and end on a 4 KiB boundary");
@@ -232,6 +240,7 @@ export class Hart implements CodeFrameListener {
    */
   run(budget: number): Exit {
     this.budget = budget;
+    this.runBudget = budget;
     this.left = budget;
     this.unretired = 0;
     this.exitReason = Exit.Budget;
@@ -618,6 +627,11 @@ export class Hart implements CodeFrameListener {
     return this.exitReason;
   }
 
+  /** Budget the last `run` spent: instructions executed, retired or not. */
+  get spent(): number {
+    return this.runBudget - this.left;
+  }
+
   /** Instructions retired since the counters were last settled. */
   private get retiredInRun(): number {
     return this.budget - this.left - this.unretired;
@@ -682,6 +696,7 @@ export class Hart implements CodeFrameListener {
       this.mstatus = s;
       this.priv = Priv.M;
       this.pc = vector(this.mtvec, cause, interrupt);
+      if (this.machineTrapExit) this.exitReason = Exit.MachineTrap;
     }
     this.updateContext();
   }

@@ -17,14 +17,18 @@ const program = new Command()
 
 program
   .command("run")
-  .description("boot a bare-metal RV32 ELF (built for QEMU virt -bios none) with its console on stdout")
-  .argument("<elf>", "the guest program")
+  .description("boot a bare-metal RV32 ELF (built for QEMU virt -bios none) in a VM, console on stdout")
+  .argument("[elf]", "the guest program (omit with --restore)")
   .option("-m, --mem <size>", "RAM size (K/M/G suffix; no suffix means MiB)", "128M")
-  .option("--smp <harts>", "number of harts (1-4)", integer("--smp", 1, 4), "1")
+  .option("--smp <vcpus>", "number of virtual processors (1-4)", integer("--smp", 1, 4), "1")
   .option("--append <bootargs>", "kernel command line, in the device tree's /chosen/bootargs", "")
+  .option("--sbi", "be the SBI firmware: start the kernel in S-mode at 0x80200000")
   .option("--timeout <seconds>", "stop the guest after this long (exit status 124)")
-  .option("--stats", "print instructions retired and MIPS on stderr at exit")
-  .action(async (elf: string, options) => {
+  .option("--save <file>", "save the whole VM to this file on SIGUSR1 (or --save-after), then exit")
+  .option("--save-after <ms>", "with --save: save after this many milliseconds of guest time")
+  .option("--restore <file>", "continue a VM saved with --save")
+  .option("--stats", "print instructions retired, MIPS and exits on stderr at exit")
+  .action(async (elf: string | undefined, options) => {
     process.exitCode = await runCommand(elf, options);
   });
 

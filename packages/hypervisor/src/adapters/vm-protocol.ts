@@ -56,6 +56,8 @@ export interface VmWorkerData {
   startPaused?: boolean;
   /** Instructions per vCPU per batch. */
   batch?: number;
+  /** Pause by itself once guest time reaches this many mtime ticks (then post "paused"). */
+  pauseAtTicks?: number;
 }
 
 export interface VmStats {
@@ -67,6 +69,7 @@ export interface VmStats {
 /** Messages from the worker. */
 export type WorkerMessage =
   | { type: "ready" }
+  | { type: "paused"; mtimeTicks: number }
   | { type: "console"; bytes: Uint8Array }
   | { type: "halted"; halt: Halt; stats: VmStats }
   | { type: "saved"; id: number; chunks: Uint8Array[] }

@@ -49,6 +49,17 @@ try {
 }
 
 const batch = data.batch ?? 20_000;
+let pauseAtTicks = data.pauseAtTicks;
+
+/** The guest reached `pauseAtTicks`: pause as if the root had asked, and say so. */
+function pauseItself(): void {
+  pauseAtTicks = undefined;
+  paused = true;
+  partition.freezeTime();
+  Atomics.store(control, STATE, WorkerState.Paused);
+  Atomics.notify(control, STATE);
+  post({ type: "paused", mtimeTicks: partition.mtime() });
+}
 let paused = data.startPaused === true;
 let halt: Halt | undefined;
 
@@ -150,12 +161,14 @@ async function main(): Promise<void> {
     let result = partition.step(batch);
     for (;;) {
       serveCommand();
+      if (pauseAtTicks !== undefined && partition.mtime() >= pauseAtTicks) pauseItself();
       if (paused || result.idle || partition.halted !== undefined || performance.now() >= sliceEnd) break;
       result = partition.step(batch);
     }
     if (partition.halted !== undefined) break;
     if (!paused && result.idle) {
-      const waitMs = (result.wakeAtTicks - partition.mtime()) / TICKS_PER_MS;
+      const wakeAt = Math.min(result.wakeAtTicks, pauseAtTicks ?? Infinity);
+      const waitMs = (wakeAt - partition.mtime()) / TICKS_PER_MS;
       await waitForCommand(Math.max(0, Math.min(waitMs, 10)));
     } else {
       await tick();
@@ -166,6 +179,7 @@ async function main(): Promise<void> {
   Atomics.store(control, STATE, WorkerState.Halted);
   Atomics.notify(control, STATE);
   post({ type: "halted", halt, stats: stats() });
+  port.close(); // nothing more to say or hear: the thread ends once the message is out
 }
 
 main().catch((e: unknown) => {

@@ -3,6 +3,7 @@
  * dirty logging, save), while guest memory stays readable from the root through the shared EPT.
  */
 import { Worker } from "node:worker_threads";
+import { TICKS_PER_MS } from "../clock.js";
 import { Ept } from "../ept.js";
 import type { FramePool } from "../frame-pool.js";
 import { GuestMemory } from "../guest-memory.js";
@@ -26,6 +27,9 @@ export interface VmOptions {
   onConsole?: (bytes: Uint8Array) => void;
   /** Instructions per vCPU per batch (smaller: quicker commands, more overhead). */
   batch?: number;
+  /** Pause by itself once guest time reaches this (ms); `onPaused` hears of it. */
+  pauseAtGuestMs?: number;
+  onPaused?: (guestMs: number) => void;
 }
 
 export class VmError extends Error {
@@ -69,6 +73,7 @@ export class VmWorker {
       snapshot: options.snapshot,
       startPaused: options.startPaused,
       batch: options.batch,
+      pauseAtTicks: options.pauseAtGuestMs === undefined ? undefined : options.pauseAtGuestMs * TICKS_PER_MS,
     };
     this.worker = new Worker(new URL("./vm-worker.js", import.meta.url), { workerData: data });
     const onConsole = options.onConsole ?? (() => {});
@@ -83,6 +88,9 @@ export class VmWorker {
           break;
         case "console":
           onConsole(m.bytes);
+          break;
+        case "paused":
+          options.onPaused?.(m.mtimeTicks / TICKS_PER_MS);
           break;
         case "halted":
           this.halted = m.halt;

@@ -1,0 +1,145 @@
+/**
+ * VM workers as the root drives them: real worker threads, guest memory shared with the root.
+ * (Imports the built package: the worker runs the compiled vm-worker.js.)
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { concat, FramePool, PAGE_SIZE, VmWorker } from "../dist/index.js";
+
+const GUESTS = join(import.meta.dirname, "..", "..", "..", "guests", "build");
+
+function guest(name: string): Uint8Array {
+  const path = join(GUESTS, `${name}.elf`);
+  if (!existsSync(path)) throw new Error(`${path} is missing: build the guests (make -C guests)`);
+  return readFileSync(path);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const vms: VmWorker[] = [];
+afterEach(async () => {
+  await Promise.all(vms.splice(0).map((vm) => vm.stop().catch(() => undefined)));
+});
+
+async function dirtier(bootargs: string, pool = new FramePool(64 << 20), out?: string[]): Promise<VmWorker> {
+  const vm = await VmWorker.start({
+    pool,
+    memoryBytes: 32 << 20,
+    image: guest("dirtier"),
+    bootargs,
+    onConsole: (b) => out?.push(new TextDecoder().decode(b)),
+  });
+  vms.push(vm);
+  return vm;
+}
+
+describe("vm-worker - pause and resume", () => {
+  it("pause returns once the vCPUs have stopped: no instruction and no guest time passes while paused", async () => {
+    const vm = await dirtier("rate=max ws=4");
+    await sleep(100);
+    await vm.pause();
+    const a = await vm.stats();
+    await sleep(150);
+    const b = await vm.stats();
+    expect(b.instructions).toBe(a.instructions);
+    expect(b.mtimeTicks).toBe(a.mtimeTicks);
+    await vm.resume();
+    await sleep(100);
+    const c = await vm.stats();
+    expect(c.instructions).toBeGreaterThan(b.instructions);
+    // guest time went on from where it stood: about 100 ms more, not the 250 ms of host time
+    expect(c.mtimeTicks - b.mtimeTicks).toBeLessThan(2_000_000);
+    expect(c.mtimeTicks).toBeGreaterThan(b.mtimeTicks);
+  });
+
+  it("guest memory stays readable from the root while the vCPUs run", async () => {
+    const vm = await dirtier("rate=max ws=4");
+    await sleep(50);
+    // the dirtier writes a running counter into the first word of its pages: read them twice
+    const firstWords = () => Array.from({ length: vm.ept.pages }, (_, g) => {
+      const page = vm.guest.page(g);
+      return page === undefined ? 0 : new DataView(page.buffer, page.byteOffset, 4).getUint32(0, true);
+    });
+    const a = firstWords();
+    await sleep(50);
+    const b = firstWords();
+    const changed = a.filter((v, g) => v !== b[g]).length;
+    expect(changed).toBeGreaterThan(100);
+  });
+});
+
+describe("vm-worker - dirty logging across threads", () => {
+  it("no page whose contents changed is missing from the union of the rounds' bitmaps", async () => {
+    const vm = await dirtier("rate=max ws=8");
+    await sleep(50);
+    await vm.startDirtyLog();
+    await vm.getAndClearDirtyLog();
+    await vm.pause();
+    // baseline: every page's bytes, taken while the vCPUs are stopped
+    const pages = vm.ept.pages;
+    const baseline = Array.from({ length: pages }, (_, g) => vm.guest.page(g)?.slice());
+    await vm.resume();
+    const union = new Int32Array(vm.ept.dirty.length);
+    for (let round = 0; round < 8; round++) {
+      await sleep(15);
+      const bitmap = await vm.getAndClearDirtyLog();
+      for (let w = 0; w < union.length; w++) union[w]! |= bitmap[w]!;
+    }
+    await vm.pause();
+    const last = await vm.getAndClearDirtyLog();
+    for (let w = 0; w < union.length; w++) union[w]! |= last[w]!;
+    let changed = 0;
+    for (let g = 0; g < pages; g++) {
+      const now = vm.guest.page(g);
+      const before = baseline[g];
+      const same = now === undefined ? before === undefined : before !== undefined && Buffer.from(now).equals(Buffer.from(before));
+      if (!same) {
+        changed++;
+        expect((union[g >>> 5]! >>> (g & 31)) & 1, `page ${g} changed but was never logged`).toBe(1);
+      }
+    }
+    expect(changed).toBeGreaterThan(100);
+    expect(vm.ept.writeProtectFaults).toBeGreaterThan(0);
+  });
+});
+
+describe("vm-worker - save and restore", () => {
+  it("a VM saved in one worker continues in another; its console goes on where it stopped", async () => {
+    const out: string[] = [];
+    const pool = new FramePool(64 << 20);
+    const vm = await dirtier("rate=5000 ws=4 seconds=3", pool, out);
+    await sleep(1300);
+    await vm.pause();
+    const snapshot = concat(await vm.save());
+    await vm.stop();
+    const before = out.join("");
+    expect(before).toContain("dirtier: heartbeat 1");
+    expect(before).not.toContain("dirtier: done");
+    const after: string[] = [];
+    const restored = await VmWorker.start({ pool, memoryBytes: 0, snapshot, onConsole: (b) => after.push(new TextDecoder().decode(b)) });
+    vms.push(restored);
+    const halt = await restored.exited;
+    expect(halt.code).toBe(0);
+    const lines = (before + after.join("")).split("\n").filter((l) => l.startsWith("dirtier: heartbeat"));
+    expect(lines.map((l) => l.replace(/ \(.*\)/, ""))).toEqual(["dirtier: heartbeat 1", "dirtier: heartbeat 2", "dirtier: heartbeat 3"]);
+    expect(after.join("")).toContain("dirtier: done");
+    // no jump in guest time: every heartbeat reports about 5,000 pages/s
+    for (const l of lines) expect(Number(/, (\d+) pages\/s/.exec(l)![1])).toBeGreaterThan(4000);
+  });
+
+  it("save needs a paused VM", async () => {
+    const vm = await dirtier("rate=1000 ws=1");
+    await expect(vm.save()).rejects.toThrow(/paused/);
+  });
+
+  it("frames come from the shared pool, and go back when the root releases them", async () => {
+    const pool = new FramePool(64 << 20);
+    const vm = await dirtier("rate=max ws=2", pool);
+    await sleep(50);
+    await vm.stop();
+    const used = pool.used;
+    expect(used).toBeGreaterThan((2 << 20) / PAGE_SIZE);
+    vm.guest.releaseAll();
+    expect(pool.used).toBe(0);
+  });
+});
