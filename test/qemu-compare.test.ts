@@ -20,9 +20,9 @@ function withoutTimings(output: string): string[] {
   return lines(output).map((l) => l.replace(/\s*\([^)]*\)/g, ""));
 }
 
-async function both(name: string, options: { append?: string; mem?: string } = {}): Promise<[ProcessResult, ProcessResult]> {
+async function both(name: string, options: { append?: string; mem?: string; smp?: number } = {}): Promise<[ProcessResult, ProcessResult]> {
   const elf = guest(name);
-  const args = ["run", elf, "--timeout", "60"];
+  const args = ["run", elf, "--timeout", "60", "--smp", String(options.smp ?? 1)];
   if (options.append) args.push("--append", options.append);
   if (options.mem) args.push("--mem", options.mem);
   return Promise.all([qemu(elf, options), hyperfleet(args)]);
@@ -31,7 +31,7 @@ async function both(name: string, options: { append?: string; mem?: string } = {
 describe("qemu-compare - same ELF, same console", () => {
   it.each(["hello", ...ISA_GUESTS])("%s prints the same lines and exits 0 on both", async (name) => {
     const [q, h] = await both(name, name === "hello" ? { append: "console=uart quiet=0" } : {});
-    expect(q.code, `qemu stderr: ${q.stderr}`).toBe(0);
+    expect(q.code, `qemu stdout: ${q.stdout}\nstderr: ${q.stderr}`).toBe(0);
     expect(h.code, `hyperfleet stderr: ${h.stderr}`).toBe(0);
     expect(lines(h.stdout)).toEqual(lines(q.stdout));
     expect(lines(h.stdout).length).toBeGreaterThan(1);
@@ -52,6 +52,15 @@ describe("qemu-compare - same ELF, same console", () => {
     expect(q.code).toBe(0);
     expect(h.code, h.stderr).toBe(0);
     expect(withoutTimings(h.stdout)).toEqual(withoutTimings(q.stdout));
+  }, 90_000);
+
+  it.each([1, 2, 4])("smp-counter on %i vCPUs: atomics, LR/SC and a lock across harts, IPIs through the CLINT", async (smp) => {
+    const [q, h] = await both("smp-counter", { smp, append: "iters=20000" });
+    expect(q.code, q.stdout).toBe(0);
+    expect(h.code, h.stderr).toBe(0);
+    expect(lines(h.stdout)).toEqual(lines(q.stdout));
+    expect(lines(h.stdout)).toContain(`smp-counter: amoadd total ${smp * 20000} ok`);
+    expect(lines(h.stdout).at(-1)).toBe("smp-counter: PASS");
   }, 90_000);
 
   it("cpubench computes the same checksum over the same instruction count", async () => {

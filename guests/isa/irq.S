@@ -121,8 +121,8 @@ ISA_BEGIN "isa-irq"
     LOG_RESET
     li      t0, MIP_MTIP
     csrw    mie, t0                 /* enabled in mie, MIE = 0 */
+    MTIME_LO(s2)                    /* before arming: the compare is >= s2 + 1 ms */
     ARM_TIMER 10000                 /* 1 ms */
-    MTIME_LO(s2)
 1:  wfi                             /* may also return early: loop */
     csrr    a0, mip
     andi    a0, a0, MIP_MTIP

@@ -149,9 +149,15 @@ export class HypercallDispatcher {
             host.consoleWrite(bytes);
             return ok(n);
           }
+          // Check the buffer before taking input, so a bad call consumes nothing (SBI v2.0 §12.2).
+          if (host.readGuest(u(1), n) === undefined) return err(SbiError.InvalidParam);
           const got: number[] = [];
-          for (let c = host.consoleRead(); c >= 0 && got.length < n; c = got.length < n ? host.consoleRead() : -1) got.push(c);
-          if (!host.writeGuest(u(1), Uint8Array.from(got))) return err(SbiError.InvalidParam);
+          while (got.length < n) {
+            const c = host.consoleRead();
+            if (c < 0) break;
+            got.push(c);
+          }
+          host.writeGuest(u(1), Uint8Array.from(got));
           return ok(got.length);
         }
         if (fid === 2) {

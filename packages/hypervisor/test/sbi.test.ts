@@ -134,3 +134,28 @@ describe("sbi - calls", () => {
     expect(p.exits.hypercall).toBe(2);
   });
 });
+
+describe("sbi - console input", () => {
+  const buffer = SBI_KERNEL_BASE + 0x1_8000;
+
+  it("DBCN console_read takes at most num_bytes into the caller's buffer", () => {
+    const { p, result } = kernel([{ eid: SbiExtension.Dbcn, fid: 1, args: [2, buffer, 0] }]);
+    p.consoleInput(new TextEncoder().encode("xyz"));
+    p.step(200);
+    expect(result(0)).toEqual([0, 2]);
+    expect(new TextDecoder().decode(p.guest.read(buffer, 2))).toBe("xy");
+    expect(p.consoleRead()).toBe("z".charCodeAt(0)); // the rest is still there
+  });
+
+  it("a bad buffer or a zero count consumes no input", () => {
+    const { p, result } = kernel([
+      { eid: SbiExtension.Dbcn, fid: 1, args: [4, 0x1000, 0] },
+      { eid: SbiExtension.Dbcn, fid: 1, args: [0, buffer, 0] },
+    ]);
+    p.consoleInput(new TextEncoder().encode("q"));
+    p.step(400);
+    expect(result(0)[0]).toBe(SbiError.InvalidParam);
+    expect(result(1)).toEqual([0, 0]);
+    expect(p.consoleRead()).toBe("q".charCodeAt(0));
+  });
+});
