@@ -3,9 +3,11 @@
  * --json (keys carry their unit). Peers are measured in the same run: this machine is shared and noisy.
  */
 import { cpuBench } from "./cpu.js";
+import { hypervisorBench } from "./hypervisor.js";
 
 const benches: Record<string, (args: string[]) => Promise<{ table: string; json: unknown }>> = {
   cpu: cpuBench,
+  hypervisor: hypervisorBench,
 };
 
 const [name, ...rest] = process.argv.slice(2);
