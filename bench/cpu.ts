@@ -12,6 +12,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Partition, runPartition, systemClock } from "@hyperfleet/hypervisor";
 import { parseElf } from "@hyperfleet/riscv";
+import { median, option, round, table } from "./stats.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const ELF = join(ROOT, "guests", "build", "cpubench.elf");
@@ -73,18 +74,7 @@ function runQemu(iters: number): Promise<Sample> {
   });
 }
 
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
-function option(args: string[], name: string, fallback: number): number {
-  const i = args.indexOf(name);
-  if (i < 0) return fallback;
-  const v = Number(args[i + 1]);
-  if (!(v > 0)) throw new Error(`${name} needs a positive number`);
-  return v;
-}
 
 export async function cpuBench(args: string[]): Promise<{ table: string; json: unknown }> {
   if (!existsSync(ELF)) throw new Error(`${ELF} is missing: build the guests (make -C guests)`);
@@ -127,22 +117,13 @@ export async function cpuBench(args: string[]): Promise<{ table: string; json: u
   };
   const rows = [
     ["machine", "guest MIPS (median)", "samples", "instructions/run", "s/run"],
-    ["hyperfleet", fmt(hyperfleetMips), json.hyperfleet.samplesMips.join(" / "), String(json.hyperfleet.instructionsPerRun), String(json.hyperfleet.secondsPerRun)],
-    ["qemu (TCG)", fmt(qemuMips), json.qemu.samplesMips.join(" / "), String(json.qemu.instructionsPerRun), String(json.qemu.secondsPerRun)],
+    ["hyperfleet", hyperfleetMips.toFixed(1), json.hyperfleet.samplesMips.join(" / "), String(json.hyperfleet.instructionsPerRun), String(json.hyperfleet.secondsPerRun)],
+    ["qemu (TCG)", qemuMips.toFixed(1), json.qemu.samplesMips.join(" / "), String(json.qemu.instructionsPerRun), String(json.qemu.secondsPerRun)],
   ];
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]) => r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ");
-  const table =
-    `${rows.map(line).join("\n")}\n\n` +
+  const text =
+    `${table(rows)}\n\n` +
     `ratio hyperfleet / qemu: ${ratio.toFixed(4)} (target >= ${TARGET_RATIO}: ${json.meetsTarget ? "met" : "NOT met"})\n`;
-  return { table, json };
+  return { table: text, json };
 }
 
-function round(v: number, digits = 1): number {
-  const f = 10 ** digits;
-  return Math.round(v * f) / f;
-}
 
-function fmt(v: number): string {
-  return v.toFixed(1);
-}

@@ -16,6 +16,7 @@ import {
   concat, FramePool, PAGE_SIZE, Partition, restorePartition, savePartition, systemClock, VmWorker,
 } from "@hyperfleet/hypervisor";
 import { parseElf } from "@hyperfleet/riscv";
+import { median, option, percentile, round, table } from "./stats.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const guestPath = (name: string) => join(ROOT, "guests", "build", `${name}.elf`);
@@ -55,15 +56,7 @@ function runFor(elf: string, bootargs: string, seconds: number, logging: boolean
   return { mips: (p.instructions - insns0) / elapsed / 1e6, wpFaultsPerSecond: (p.exits.writeProtect - faults0) / elapsed };
 }
 
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
-function percentile(values: number[], p: number): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-}
 
 async function pauseResume(cycles: number): Promise<{ pause: number[]; resume: number[] }> {
   const pool = new FramePool(128 * MiB);
@@ -124,15 +117,7 @@ function saveRestore(): { touchedMiB: number; saveSeconds: number; writeSeconds:
   }
 }
 
-function option(args: string[], name: string, fallback: number): number {
-  const i = args.indexOf(name);
-  if (i < 0) return fallback;
-  const v = Number(args[i + 1]);
-  if (!(v > 0)) throw new Error(`${name} needs a positive number`);
-  return v;
-}
 
-const round = (v: number, d = 1) => Math.round(v * 10 ** d) / 10 ** d;
 
 export async function hypervisorBench(args: string[]): Promise<{ table: string; json: unknown }> {
   const reps = option(args, "--reps", 3);
@@ -185,19 +170,15 @@ export async function hypervisorBench(args: string[]): Promise<{ table: string; 
     restoreMs: Math.round(sr.restoreSeconds * 1000),
   };
   const json = { bench: "hypervisor", reps, secondsPerRun: seconds, dirtyLogging: logging, pauseResume: latency, saveRestore: saveRestoreJson };
-  const fmt = (r: string[][]) => {
-    const widths = r[0]!.map((_, c) => Math.max(...r.map((x) => x[c]!.length)));
-    return r.map((x) => x.map((cell, c) => cell.padEnd(widths[c]!)).join("  ")).join("\n");
-  };
-  const table =
-    `${fmt(rows)}\n(target: logging costs at most 10 %; the log is synced every 100 ms)\n\n` +
-    fmt([
+  const text =
+    `${table(rows)}\n(target: logging costs at most 10 %; the log is synced every 100 ms)\n\n` +
+    table([
       ["VM worker, 200 cycles", "p50 ms", "p99 ms", "max ms"],
       ["pause", String(latency.pauseMsP50), String(latency.pauseMsP99), String(latency.pauseMsMax)],
       ["resume", String(latency.resumeMsP50), String(latency.resumeMsP99), String(latency.resumeMsMax)],
     ]) +
     `\n(target: p99 under 1 ms: ${latency.meetsTarget ? "met" : "NOT met"})\n\n` +
-    fmt([
+    table([
       ["1 GiB guest, 256 MiB touched", "ms"],
       ["save (state + memory)", String(saveRestoreJson.saveMs)],
       [`write file (${saveRestoreJson.fileMiB} MiB)`, String(saveRestoreJson.writeFileMs)],
@@ -205,5 +186,5 @@ export async function hypervisorBench(args: string[]): Promise<{ table: string; 
       ["restore", String(saveRestoreJson.restoreMs)],
     ]) +
     "\n";
-  return { table, json };
+  return { table: text, json };
 }

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { rmSync } from "node:fs";
 import * as asm from "../packages/riscv/test/asm.js";
-import { writeElf } from "./lib/elf-writer.js";
+import { writeElf } from "../packages/riscv/test/elf-writer.js";
 import { guest } from "./lib/paths.js";
 import { hyperfleet } from "./lib/processes.js";
 

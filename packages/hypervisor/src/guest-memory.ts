@@ -53,53 +53,44 @@ export class GuestMemory {
 
   /** Copies guest memory out. Untouched pages read as zero. */
   read(gpa: number, length: number): Uint8Array {
-    this.check(gpa, length);
     const out = new Uint8Array(length);
-    let done = 0;
-    while (done < length) {
-      const offset = gpa - this.base + done;
-      const gpn = Math.floor(offset / PAGE_SIZE);
-      const inPage = offset % PAGE_SIZE;
-      const n = Math.min(PAGE_SIZE - inPage, length - done);
+    this.eachPage(gpa, length, (gpn, inPage, n, done) => {
       const frame = this.ept.frame(gpn);
       if (frame >= 0) out.set(this.pool.memory.subarray(frame * PAGE_SIZE + inPage, frame * PAGE_SIZE + inPage + n), done);
-      done += n;
-    }
+    });
     return out;
   }
 
   /** Copies bytes into guest memory, allocating frames and marking pages dirty. */
   write(gpa: number, data: Uint8Array): void {
-    this.check(gpa, data.length);
-    let done = 0;
-    while (done < data.length) {
-      const offset = gpa - this.base + done;
-      const gpn = Math.floor(offset / PAGE_SIZE);
-      const inPage = offset % PAGE_SIZE;
-      const n = Math.min(PAGE_SIZE - inPage, data.length - done);
+    this.eachPage(gpa, data.length, (gpn, inPage, n, done) => {
       const host = this.frameFor(gpn) * PAGE_SIZE + inPage;
       this.pool.memory.set(data.subarray(done, done + n), host);
       this.ept.markDirty(gpn);
       this.onWrite(host, n);
-      done += n;
-    }
+    });
   }
 
   /** Fills guest memory with zeros (only pages that have frames need it). */
   zero(gpa: number, length: number): void {
+    this.eachPage(gpa, length, (gpn, inPage, n) => {
+      const frame = this.ept.frame(gpn);
+      if (frame < 0) return;
+      this.pool.memory.fill(0, frame * PAGE_SIZE + inPage, frame * PAGE_SIZE + inPage + n);
+      this.ept.markDirty(gpn);
+      this.onWrite(frame * PAGE_SIZE + inPage, n);
+    });
+  }
+
+  /** Splits [gpa, gpa + length) at page boundaries: `visit(gpn, offset in page, bytes, bytes done)`. */
+  private eachPage(gpa: number, length: number, visit: (gpn: number, inPage: number, n: number, done: number) => void): void {
     this.check(gpa, length);
     let done = 0;
     while (done < length) {
       const offset = gpa - this.base + done;
-      const gpn = Math.floor(offset / PAGE_SIZE);
       const inPage = offset % PAGE_SIZE;
       const n = Math.min(PAGE_SIZE - inPage, length - done);
-      const frame = this.ept.frame(gpn);
-      if (frame >= 0) {
-        this.pool.memory.fill(0, frame * PAGE_SIZE + inPage, frame * PAGE_SIZE + inPage + n);
-        this.ept.markDirty(gpn);
-        this.onWrite(frame * PAGE_SIZE + inPage, n);
-      }
+      visit(Math.floor(offset / PAGE_SIZE), inPage, n, done);
       done += n;
     }
   }

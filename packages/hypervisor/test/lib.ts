@@ -1,7 +1,7 @@
 /** Helpers for partition tests: hand-assembled guests booted in-process on a ManualClock. */
 import { parseElf } from "@hyperfleet/riscv";
 import * as asm from "../../riscv/test/asm.js";
-import { writeElf } from "../../../test/lib/elf-writer.js";
+import { writeElf } from "../../riscv/test/elf-writer.js";
 import { ManualClock } from "../src/clock.js";
 import type { FramePool } from "../src/frame-pool.js";
 import { MemoryMap, Partition, type BootMode } from "../src/partition.js";

@@ -1,7 +1,7 @@
 import { parseElf } from "@hyperfleet/riscv";
 import { describe, expect, it } from "vitest";
 import * as asm from "../../riscv/test/asm.js";
-import { writeElf } from "../../../test/lib/elf-writer.js";
+import { writeElf } from "../../riscv/test/elf-writer.js";
 import { ManualClock } from "../src/clock.js";
 import { parseFdt } from "../src/fdt.js";
 import { MemoryMap, Partition, PartitionConfigError } from "../src/partition.js";
