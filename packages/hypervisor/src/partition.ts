@@ -51,6 +51,19 @@ export interface PartitionConfig {
   ept?: Ept;
   /** Receives console (UART and SBI console) output, in batches. */
   onConsole?: (bytes: Uint8Array) => void;
+  /**
+   * Hears every EPT violation that is not dirty logging's (an access the EPT does not allow). It may
+   * change the mapping and answer "retry" (the access is tried once more), or "fault": the guest gets
+   * an access fault. Without it, every such violation is a fault.
+   */
+  onEptViolation?: (violation: EptViolation) => "fault" | "retry";
+}
+
+/** An access the EPT refused: the guest-physical address and the kind of access. */
+export interface EptViolation {
+  gpa: number;
+  access: "read" | "write" | "execute";
+  vcpu: number;
 }
 
 /** Why a partition stopped. `code` is the exit status a launcher should return. */
@@ -111,6 +124,11 @@ export class Partition implements PhysicalBus, HypercallHost {
   private readonly devices: MmioDevice[];
   private readonly clock: Clock;
   private readonly onConsole: (bytes: Uint8Array) => void;
+  private readonly onEptViolation: ((violation: EptViolation) => "fault" | "retry") | undefined;
+  /** The last EPT violation taken, for the root to inspect. */
+  lastEptViolation: EptViolation | undefined;
+  /** The vCPU running now (the one whose accesses resolvePage serves). */
+  private currentVcpu = 0;
   private readonly vcpuState: VcpuState[];
   private readonly hypercalls: HypercallDispatcher;
   private consoleBuffer: number[] = [];
@@ -137,6 +155,7 @@ export class Partition implements PhysicalBus, HypercallHost {
     this.clock = config.clock;
     this.timeBaseMs = this.clock.now();
     this.onConsole = config.onConsole ?? (() => {});
+    this.onEptViolation = config.onEptViolation;
     // A private pool covers the whole guest plus its reserved frame 0; the OS commits pages as touched.
     this.pool = config.pool ?? new FramePool(Math.min(memoryBytes + PAGE_SIZE, 2048 * MiB));
     this.ept = config.ept ?? new Ept(memoryBytes / PAGE_SIZE);
@@ -364,6 +383,7 @@ export class Partition implements PhysicalBus, HypercallHost {
         this.vcpuState[i] = VcpuState.Running;
       }
       idle = false;
+      this.currentVcpu = i;
       // A hypercall exit is served at once and the vCPU goes on with the rest of its batch.
       for (let remaining = budget; remaining > 0; ) {
         const exit = hart.run(remaining);
@@ -456,9 +476,17 @@ export class Partition implements PhysicalBus, HypercallHost {
       }
       const need = access === Access.Read ? EPT_R : access === Access.Write ? EPT_W : EPT_X;
       if ((e & need) === 0) {
-        // EPT violation the hypervisor does not resolve: the guest sees an access fault.
+        // EPT violation: the hypervisor hears of it and may fix the mapping; otherwise an access fault.
         this.exits.eptViolation++;
-        return PAGE_FAULT;
+        const violation: EptViolation = {
+          gpa: ppn * PAGE_SIZE,
+          access: access === Access.Read ? "read" : access === Access.Write ? "write" : "execute",
+          vcpu: this.currentVcpu,
+        };
+        this.lastEptViolation = violation;
+        if (this.onEptViolation?.(violation) !== "retry") return PAGE_FAULT;
+        e = table[gpn]!;
+        if ((e & EPT_PRESENT) === 0 || (e & need) === 0) return PAGE_FAULT;
       }
       if (access === Access.Write && (e & EPT_WP) !== 0) {
         this.exits.writeProtect++;

@@ -52,6 +52,36 @@ describe("ept - mappings and permission faults", () => {
     expect(p.exits.eptViolation).toBe(1);
   });
 
+  it("the hypervisor hears each violation with its address and kind, and may fix the mapping and retry", () => {
+    const seen: { gpa: number; access: string }[] = [];
+    const { p } = boot(guest([...asm.li(6, DATA), asm.sw(6, 6, 0), asm.addi(8, 0, 1)]), {
+      onEptViolation: (v) => {
+        seen.push({ gpa: v.gpa, access: v.access });
+        p.ept.protect(gpn(DATA), EPT_RWX); // grant W, as a hypervisor would for a page it manages
+        return "retry";
+      },
+    });
+    p.guest.write(DATA, new Uint8Array(4));
+    p.ept.protect(gpn(DATA), EPT_R);
+    p.step(200);
+    expect(seen).toEqual([{ gpa: DATA, access: "write" }]);
+    expect(p.harts[0]!.x[29]).toBe(0); // no fault reached the guest
+    expect(p.guest.readU32(DATA)).toBe(DATA);
+    expect(p.lastEptViolation).toMatchObject({ gpa: DATA, access: "write", vcpu: 0 });
+  });
+
+  it("a 1 GiB guest that touched 4 MiB holds about 4 MiB of host frames", () => {
+    // touch 4 MiB, one word per page, then spin
+    const body = [...asm.li(6, RAM + 0x40_0000), ...asm.li(7, RAM + 0x80_0000), ...asm.li(9, 4096), asm.sw(6, 6, 0), asm.add(6, 6, 9), asm.bne(6, 7, -8)];
+    const { p } = boot(guest(body), { memoryBytes: 1 << 30 });
+    for (let i = 0; i < 10; i++) p.step(100_000);
+    expect(p.guest.readU32(RAM + 0x7f_f000)).toBe(RAM + 0x7f_f000);
+    const frames = p.pool.used;
+    expect(frames).toBeGreaterThanOrEqual(1024);
+    expect(frames).toBeLessThan(1024 + 16); // the program, its stack page, the device tree
+    expect(p.ept.table.byteLength).toBe((1 << 30) / 4096 * 4); // plus the table: 1 MiB
+  });
+
   it("a fetch from a page without X is an instruction access fault", () => {
     const target = RAM + 0x2000;
     const { p } = boot(guest([...asm.li(6, target), asm.jalr(1, 6, 0)]), { memSize: 0x3000 });

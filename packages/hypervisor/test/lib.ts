@@ -4,7 +4,7 @@ import * as asm from "../../riscv/test/asm.js";
 import { writeElf } from "../../riscv/test/elf-writer.js";
 import { ManualClock } from "../src/clock.js";
 import type { FramePool } from "../src/frame-pool.js";
-import { MemoryMap, Partition, type BootMode } from "../src/partition.js";
+import { MemoryMap, Partition, type BootMode, type PartitionConfig } from "../src/partition.js";
 
 export { asm };
 export const RAM = MemoryMap.ram;
@@ -22,6 +22,7 @@ export interface BootOptions {
   pool?: FramePool;
   memSize?: number;
   address?: number;
+  onEptViolation?: PartitionConfig["onEptViolation"];
 }
 
 /** Boots `code` (instruction words) at the start of RAM (or `address`). */
@@ -35,6 +36,7 @@ export function boot(code: number[], options: BootOptions = {}): Booted {
     clock,
     pool: options.pool,
     onConsole: (b) => out.push(...b),
+    onEptViolation: options.onEptViolation,
   });
   const address = options.address ?? RAM;
   p.load(parseElf(writeElf({ entry: address, address, code, memSize: options.memSize ?? 0x1000 })));

@@ -1,0 +1,70 @@
+/** The root partition's API over child partitions (the VID), with real VM workers. */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { RootPartition } from "../dist/index.js";
+
+const GUESTS = join(import.meta.dirname, "..", "..", "..", "guests", "build");
+function guest(name: string): Uint8Array {
+  const path = join(GUESTS, `${name}.elf`);
+  if (!existsSync(path)) throw new Error(`${path} is missing: build the guests (make -C guests)`);
+  return readFileSync(path);
+}
+const MiB = 2 ** 20;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+describe("root-partition - child partitions through one API", () => {
+  it("create, start, pause, resume, stop, destroy; frames return to the pool", async () => {
+    const root = new RootPartition(64 * MiB);
+    const vm = root.create({ name: "web-1", memoryBytes: 16 * MiB, bootargs: "rate=max ws=4" });
+    expect(vm.state).toBe("created");
+    await vm.start({ image: guest("dirtier") });
+    expect(vm.state).toBe("running");
+    await sleep(100);
+    expect(root.pool.used).toBeGreaterThan(1024); // 4 MiB working set touched
+    await vm.pause();
+    expect(vm.state).toBe("paused");
+    await vm.resume();
+    expect(vm.state).toBe("running");
+    const halt = await vm.stop(0);
+    expect(halt.code).toBe(0);
+    expect(vm.state).toBe("halted");
+    await root.destroy("web-1");
+    expect(root.pool.used).toBe(0);
+    expect(root.list()).toEqual([]);
+  });
+
+  it("admits RAM only up to what the node can promise, and names the shortfall", () => {
+    const root = new RootPartition(64 * MiB);
+    root.create({ name: "a", memoryBytes: 40 * MiB });
+    expect(() => root.create({ name: "b", memoryBytes: 32 * MiB })).toThrow(/needs 32 MiB; the node can promise 23 MiB more/);
+    expect(() => root.create({ name: "a", memoryBytes: 1 * MiB })).toThrow(/a partition named a exists/);
+    expect(() => root.create({ name: "bad name", memoryBytes: 1 * MiB })).toThrow(/partition name/);
+  });
+
+  it("keeps each child's console readable after the fact, and streams it", async () => {
+    const root = new RootPartition(32 * MiB);
+    const vm = root.create({ name: "hello", memoryBytes: 8 * MiB, bootargs: "x=1" });
+    const streamed: string[] = [];
+    vm.onConsole((b) => streamed.push(text(b)));
+    await vm.start({ image: guest("hello") });
+    await vm.worker!.exited;
+    expect(text(vm.consoleHistory())).toBe('Hello from a Hyperfleet guest!\nhart 0, bootargs: "x=1"\n');
+    expect(streamed.join("")).toBe(text(vm.consoleHistory()));
+    await root.destroy("hello");
+  });
+
+  it("two children on one pool run side by side in their own workers", async () => {
+    const root = new RootPartition(64 * MiB);
+    const a = root.create({ name: "a", memoryBytes: 16 * MiB, bootargs: "rate=max ws=2" });
+    const b = root.create({ name: "b", memoryBytes: 16 * MiB, bootargs: "rate=max ws=2" });
+    await Promise.all([a.start({ image: guest("dirtier") }), b.start({ image: guest("dirtier") })]);
+    await sleep(100);
+    const [sa, sb] = await Promise.all([a.worker!.stats(), b.worker!.stats()]);
+    expect(sa.instructions).toBeGreaterThan(0);
+    expect(sb.instructions).toBeGreaterThan(0);
+    await Promise.all([root.destroy("a"), root.destroy("b")]);
+    expect(root.pool.used).toBe(0);
+  });
+});
