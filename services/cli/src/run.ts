@@ -1,7 +1,7 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import {
-  FramePool, PAGE_SIZE, PartitionConfigError, SnapshotError, VmError, VmWorker, decodeSnapshot, type Halt,
+  FramePool, PAGE_SIZE, PartitionConfigError, SnapshotError, VmError, VmWorker, WorkerState, decodeSnapshot, type Halt,
 } from "@hyperfleet/hypervisor";
 import { ElfError, parseElf } from "@hyperfleet/riscv";
 import { parseSize } from "./size.js";
@@ -153,7 +153,7 @@ export async function runCommand(elfPath: string | undefined, options: RunComman
       halt = outcome.halt;
       if (options.save !== undefined) savedNote = "the guest halted before it was saved";
     } else {
-      if (vm.state !== 2 /* paused */) await vm.pause();
+      if (vm.state !== WorkerState.Paused) await vm.pause();
       const stats = await vm.stats();
       const chunks = await vm.save();
       const bytes = writeFileAtomically(options.save!, chunks);
