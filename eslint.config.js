@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import globals from "globals";
 import tseslint from "typescript-eslint";
 
-// Time and randomness are injected into packages, never read (STYLE.md rule 2): only adapters and
+// Time and randomness are injected into packages, never read: only adapters and
 // services touch clocks, timers and random sources.
 const noAmbientTimeOrRandomness = {
   "no-restricted-properties": [

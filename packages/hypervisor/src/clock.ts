@@ -1,4 +1,4 @@
-/** Time as the hypervisor sees it: injected, never read from globals (STYLE.md rule 2). */
+/** Time as the hypervisor sees it: injected, never read from globals, so tests and simulations control it. */
 export interface Clock {
   /** Monotonic milliseconds (fractional allowed). */
   now(): number;

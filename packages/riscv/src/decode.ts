@@ -6,7 +6,7 @@
  *   packed = op | rd << 8 | rs1 << 14 | rs2 << 19      imm = the sign-extended immediate
  *
  * `op` is never 0, so 0 marks a slot that is not decoded yet. `rd` is 6 bits wide: a write to x0 is
- * decoded as a write to the sink register 32, so the executor never tests for x0 (STYLE.md rule 13).
+ * decoded as a write to the sink register 32, so the executor never tests for x0.
  * CSR instructions keep the CSR number in `imm` and the uimm (for the immediate forms) in `rs1`.
  * An illegal instruction keeps its raw bits in `imm`, which is what mtval reports.
  */
