@@ -94,8 +94,11 @@ export function restoreVcpu(h: Hart, s: VcpuState): void {
   h.mipLines = s.mipLines;
 }
 
-/** Saves a paused partition. Returns the snapshot as chunks (write them in order). */
-export function savePartition(p: Partition): Uint8Array[] {
+/**
+ * Saves a paused partition. Returns the snapshot as chunks (write them in order). With
+ * `memory: false` the memory section is left out: a live migration sends memory on its own.
+ */
+export function savePartition(p: Partition, options: { memory?: boolean } = {}): Uint8Array[] {
   const info: PartitionInfo = {
     memoryBytes: p.memoryBytes,
     vcpus: p.harts.length,
@@ -111,7 +114,7 @@ export function savePartition(p: Partition): Uint8Array[] {
   sections.push({ id: "clint", kind: "json", value: p.clint.save() });
   sections.push({ id: "plic", kind: "json", value: p.plic.save() });
   sections.push({ id: "uart", kind: "json", value: p.uart.save() });
-  sections.push({ id: "memory", kind: "binary", data: saveMemory(p) });
+  if (options.memory !== false) sections.push({ id: "memory", kind: "binary", data: saveMemory(p) });
   return encodeSnapshot(sections);
 }
 
@@ -139,8 +142,12 @@ function saveMemory(p: Partition): Uint8Array {
 export interface RestoreOptions {
   clock: Clock;
   pool?: FramePool;
-  /** The EPT to map the restored memory into (a VM worker's shared one); must be empty. */
+  /** The EPT to map the restored memory into (a VM worker's shared one); must be empty unless memoryInPlace. */
   ept?: Ept;
+  /** The guest's memory is already in `ept` (a migration delivered it): the snapshot carries none. */
+  memoryInPlace?: boolean;
+  /** Restore paused: guest time stands exactly at the saved instant until the partition is thawed. */
+  paused?: boolean;
   onConsole?: (bytes: Uint8Array) => void;
 }
 
@@ -177,7 +184,11 @@ export function restorePartition(file: Uint8Array, options: RestoreOptions): Par
   p.clint.restore(json<ClintState>(sections, "clint", { mtimecmp: "array", msip: "array" }));
   p.plic.restore(json<PlicState>(sections, "plic", { priority: "array", pending: "array", claimed: "array", levels: "array", enable: "array", threshold: "array" }));
   p.uart.restore(json<UartState>(sections, "uart", { rx: "array", ier: "number", lcr: "number", thrInterrupt: "boolean" }));
-  restoreMemory(p, sections.get("memory"));
+  if (options.memoryInPlace) {
+    if (options.ept === undefined) throw new SnapshotError("memory in place needs the EPT that holds it");
+    if (sections.has("memory")) throw new SnapshotError("snapshot carries memory, but the memory is already in place");
+  } else restoreMemory(p, sections.get("memory"));
+  if (options.paused) p.freezeTime();
   p.setTime(info.mtimeTicks);
   for (const h of p.harts) h.flushTlb();
   p.decodeCache.flush();

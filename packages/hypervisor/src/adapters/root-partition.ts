@@ -4,6 +4,7 @@
  * and destroyed. Memory is admitted at creation (a child's RAM must fit in what the pool has not
  * promised to others), mapped as the guest touches it, and given back at destruction.
  */
+import type { Ept } from "../ept.js";
 import { FramePool } from "../frame-pool.js";
 import type { BootMode, Halt } from "../partition.js";
 import { VmError, VmWorker } from "./vm.js";
@@ -47,8 +48,14 @@ export class ChildPartition {
     return this.vm;
   }
 
-  /** Boots an ELF, or continues a snapshot, in the child's VM worker. */
-  async start(source: { image: Uint8Array } | { snapshot: Uint8Array }, options: { startPaused?: boolean } = {}): Promise<void> {
+  /**
+   * Boots an ELF, or continues a snapshot, in the child's VM worker. With `ept`, the guest's memory is
+   * already mapped there (it arrived by migration) and the snapshot holds only vCPU and device state.
+   */
+  async start(
+    source: { image: Uint8Array } | { snapshot: Uint8Array; ept?: Ept },
+    options: { startPaused?: boolean } = {},
+  ): Promise<void> {
     if (this.vm !== undefined) throw new RootPartitionError(`partition ${this.spec.name} was already started`);
     this.paused = options.startPaused === true;
     this.vm = await VmWorker.start({

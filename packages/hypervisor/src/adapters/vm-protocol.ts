@@ -54,6 +54,8 @@ export interface VmWorkerData {
   snapshot?: Uint8Array;
   /** Start paused (a restored or incoming VM waits for the root's resume). */
   startPaused?: boolean;
+  /** The snapshot has no memory: it is already in the shared EPT (an incoming migration). */
+  memoryInPlace?: boolean;
   /** Instructions per vCPU per batch. */
   batch?: number;
   /** Pause by itself once guest time reaches this many mtime ticks (then post "paused"). */
@@ -79,7 +81,7 @@ export type WorkerMessage =
 /** Messages to the worker. */
 export type RootMessage =
   | { type: "input"; bytes: Uint8Array }
-  | { type: "save"; id: number }
+  | { type: "save"; id: number; memory: boolean }
   | { type: "stats"; id: number };
 
 /** Atomics.waitAsync (Node 16+, typed in TypeScript's ES2024 lib, which Node 20 does not fully have). */

@@ -29,7 +29,9 @@ const onConsole = (bytes: Uint8Array): void => post({ type: "console", bytes }, 
 let partition: Partition;
 try {
   if (data.snapshot !== undefined) {
-    partition = restorePartition(data.snapshot, { clock: systemClock, pool, ept, onConsole });
+    partition = restorePartition(data.snapshot, {
+      clock: systemClock, pool, ept, onConsole, memoryInPlace: data.memoryInPlace, paused: data.startPaused === true,
+    });
   } else {
     partition = new Partition({
       memoryBytes: data.memoryBytes,
@@ -113,7 +115,7 @@ port.on("message", (m: RootMessage) => {
         break;
       }
       try {
-        const chunks = savePartition(partition);
+        const chunks = savePartition(partition, { memory: m.memory });
         post({ type: "saved", id: m.id, chunks }, chunks.map((c) => c.buffer as ArrayBuffer).filter(uniqueBuffers()));
       } catch (e) {
         post({ type: "error", id: m.id, message: (e as Error).message });

@@ -23,6 +23,11 @@ export interface VmOptions {
   /** ELF bytes to boot, or a snapshot to continue (then memory size, vCPUs and boot come from it). */
   image?: Uint8Array;
   snapshot?: Uint8Array;
+  /**
+   * An EPT that already maps the guest's memory (frames of `pool`), for a VM whose memory arrived by
+   * migration; `snapshot` then holds only vCPU and device state.
+   */
+  ept?: Ept;
   startPaused?: boolean;
   onConsole?: (bytes: Uint8Array) => void;
   /** Instructions per vCPU per batch (smaller: quicker commands, more overhead). */
@@ -55,7 +60,8 @@ export class VmWorker {
 
   private constructor(options: VmOptions, memoryBytes: number, ready: (error?: Error) => void) {
     const pages = memoryBytes / 4096;
-    this.ept = new Ept(pages);
+    this.ept = options.ept ?? new Ept(pages);
+    if (this.ept.pages !== pages) throw new VmError(`the EPT maps ${this.ept.pages} pages; the VM has ${pages}`);
     this.guest = new GuestMemory(options.pool, this.ept, MemoryMap.ram);
     this.control = new Int32Array(new SharedArrayBuffer(CONTROL_WORDS * 4));
     const dirtyShared = new SharedArrayBuffer(this.ept.dirty.byteLength);
@@ -71,6 +77,7 @@ export class VmWorker {
       dirtyOut: dirtyShared,
       image: options.image,
       snapshot: options.snapshot,
+      memoryInPlace: options.ept !== undefined && options.snapshot !== undefined,
       startPaused: options.startPaused,
       batch: options.batch,
       pauseAtTicks: options.pauseAtGuestMs === undefined ? undefined : options.pauseAtGuestMs * TICKS_PER_MS,
@@ -164,9 +171,12 @@ export class VmWorker {
     return this.dirtyOut.slice();
   }
 
-  /** Saves the whole VM (it must be paused). Returns the snapshot as chunks to write in order. */
-  async save(): Promise<Uint8Array[]> {
-    const m = await this.request({ type: "save", id: this.nextId++ });
+  /**
+   * Saves the whole VM (it must be paused). Returns the snapshot as chunks to write in order. With
+   * `memory: false`, only vCPU and device state (what a migration's State message carries).
+   */
+  async save(options: { memory?: boolean } = {}): Promise<Uint8Array[]> {
+    const m = await this.request({ type: "save", id: this.nextId++, memory: options.memory !== false });
     if (m.type !== "saved") throw new VmError("unexpected reply to save");
     return m.chunks;
   }

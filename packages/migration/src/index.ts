@@ -1,0 +1,12 @@
+export { NatsTransport, migrationSubject } from "./adapters/nats.js";
+export * from "./codec/index.js";
+export { MigrationDestination } from "./destination.js";
+export type { IncomingResult } from "./destination.js";
+export {
+  decodeFrame, encodeFrame, FrameReader, FrameWriter, HEADER_BYTES, MAX_FRAME_BYTES, MessageType, PROTOCOL_VERSION, ProtocolError,
+} from "./protocol.js";
+export type { ConfigMessage, Frame, StartMessage } from "./protocol.js";
+export { concatChunks, MigrationError, MigrationSource, setBits } from "./source.js";
+export type { MigrationOptions, MigrationProgress, MigrationResult, NoConvergencePolicy, SourceVm } from "./source.js";
+export { memoryLink, TransportError } from "./transport.js";
+export type { LinkFaults, MigrationTransport } from "./transport.js";

@@ -1,0 +1,397 @@
+/**
+ * The source side of a live migration.
+ *
+ * Sender states:
+ *
+ *   Handshake --Admit--> PreCopy (round 0: every non-zero page; rounds 1..n: pages dirtied meanwhile)
+ *       |                   | stop rule: remaining dirty bytes / measured bandwidth <= downtime limit
+ *    Refuse                 |           (or the round/time limit passed and the policy is "force")
+ *       v                   v
+ *     Failed <------- StopAndCopy (vCPUs paused: last dirty pages, then vCPU and device state)
+ *       ^  Abandon          | <- Prepared
+ *       |  (VM resumes      v
+ *       |   here)        Commit point: options.commit() (a Raft entry in a cluster; true standalone)
+ *       +---- false --------+ true
+ *                           v
+ *                       Complete -> <- Resumed: Done (the VM runs only on the destination)
+ *
+ * Any failure before the commit point (refusal, transport error, bad frame, timeout, cancel) sends
+ * Abandon and leaves the VM running on the source. After it, the source never resumes the VM.
+ */
+import type { VmWorker } from "@hyperfleet/hypervisor";
+import { PAGE_SIZE } from "@hyperfleet/hypervisor";
+import { BatchBuilder, SentPages, isZeroPage } from "./codec/index.js";
+import {
+  FrameReader, FrameWriter, HEADER_BYTES, MessageType, parseJson, ProtocolError, PROTOCOL_VERSION, typeName,
+  type ConfigMessage, type Frame,
+} from "./protocol.js";
+import { systemTimers } from "./adapters/system-timers.js";
+import type { Timers } from "./timers.js";
+import type { MigrationTransport } from "./transport.js";
+
+export type NoConvergencePolicy = "force" | "cancel";
+
+export interface MigrationOptions {
+  /** Longest acceptable pause of the vCPUs. */
+  downtimeLimitMs?: number;
+  /** Cap on the bytes sent per second (undefined: as fast as the link goes). */
+  bandwidthLimitBytesPerSecond?: number;
+  /** Pre-copy rounds before the policy applies. */
+  maxRounds?: number;
+  /** Pre-copy time before the policy applies. */
+  maxPreCopyMs?: number;
+  /** What to do when the dirty set never fits the downtime limit. */
+  whenNoConvergence?: NoConvergencePolicy;
+  /** Whole-migration deadline: past it, the migration is abandoned (before the commit point). */
+  timeoutMs?: number;
+  /** Page batches in flight without an Ack. */
+  window?: number;
+  /** Abort when the destination says nothing for this long while an answer is due (a dead peer). */
+  peerTimeoutMs?: number;
+  /** The commit point; resolves true if the move is decided. */
+  commit?: () => Promise<boolean>;
+  onProgress?: (progress: MigrationProgress) => void;
+  /** Clock and timers (the host's by default). */
+  timers?: Timers;
+}
+
+export interface MigrationProgress {
+  phase: "handshake" | "precopy" | "stop-and-copy" | "commit" | "done" | "failed";
+  round: number;
+  pagesRemaining: number;
+  dirtyPagesPerSecond: number;
+  throughputBytesPerSecond: number;
+  expectedDowntimeMs: number;
+  etaMs: number;
+}
+
+export type MigrationResult =
+  | {
+      ok: true;
+      totalMs: number;
+      downtimeMs: number;
+      bytesSent: number;
+      rounds: number;
+      pagesPerRound: number[];
+    }
+  | { ok: false; reason: string; committed: boolean; totalMs: number; bytesSent: number };
+
+export class MigrationError extends Error {
+  override readonly name = "MigrationError";
+}
+
+class Cancelled extends Error {}
+
+const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
+
+/** The VM being moved, and what the destination needs to build it. */
+export interface SourceVm {
+  vm: VmWorker;
+  name: string;
+  memoryBytes: number;
+  vcpus: number;
+  boot: "bare" | "sbi";
+  bootargs: string;
+}
+
+export class MigrationSource {
+  private readonly writer: FrameWriter;
+  private readonly reader: FrameReader;
+  private readonly options: Required<Omit<MigrationOptions, "bandwidthLimitBytesPerSecond" | "onProgress" | "commit" | "timers">> &
+    Pick<MigrationOptions, "bandwidthLimitBytesPerSecond" | "onProgress" | "commit">;
+  private readonly sent: SentPages;
+  private readonly timers: Timers;
+  private readonly builder = new BatchBuilder();
+  private inbox: Frame[] = [];
+  private waiter: (() => void) | undefined;
+  private failure: Error | undefined;
+  private bytesSent = 0;
+  private unacked: number[] = [];
+  private progress: MigrationProgress = {
+    phase: "handshake", round: 0, pagesRemaining: 0, dirtyPagesPerSecond: 0, throughputBytesPerSecond: 0, expectedDowntimeMs: 0, etaMs: 0,
+  };
+
+  constructor(
+    private readonly source: SourceVm,
+    private readonly transport: MigrationTransport,
+    session: number,
+    options: MigrationOptions = {},
+  ) {
+    this.writer = new FrameWriter(session);
+    this.reader = new FrameReader(session);
+    this.options = {
+      downtimeLimitMs: options.downtimeLimitMs ?? 300,
+      maxRounds: options.maxRounds ?? 30,
+      maxPreCopyMs: options.maxPreCopyMs ?? 60_000,
+      whenNoConvergence: options.whenNoConvergence ?? "force",
+      timeoutMs: options.timeoutMs ?? 300_000,
+      window: options.window ?? 16,
+      peerTimeoutMs: options.peerTimeoutMs ?? 5000,
+      bandwidthLimitBytesPerSecond: options.bandwidthLimitBytesPerSecond,
+      onProgress: options.onProgress,
+      commit: options.commit,
+    };
+    this.sent = new SentPages();
+    this.timers = options.timers ?? systemTimers;
+    transport.onFrame((data) => {
+      try {
+        this.inbox.push(this.reader.read(data));
+      } catch (e) {
+        this.failure ??= e as Error;
+      }
+      this.wake();
+    });
+    transport.onError((e) => {
+      this.failure ??= e;
+      this.wake();
+    });
+  }
+
+  /** Stops the migration at the next step; the VM stays (or goes back to running) on the source. */
+  cancel(reason = "cancelled"): void {
+    this.failure ??= new Cancelled(reason);
+    this.wake();
+  }
+
+  async run(): Promise<MigrationResult> {
+    const now = (): number => this.timers.now();
+    const started = now();
+    const deadline = started + this.options.timeoutMs;
+    const cancelTimer = this.timers.after(this.options.timeoutMs, () => this.cancel(`timed out after ${this.options.timeoutMs} ms`));
+    const { vm } = this.source;
+    let paused = false;
+    let committed = false;
+    let logging = false;
+    const pagesPerRound: number[] = [];
+    try {
+      // Handshake and admission
+      await this.send(MessageType.Start, json({ protocol: PROTOCOL_VERSION, capabilities: ["delta", "lz4"] }));
+      const config: ConfigMessage = {
+        name: this.source.name, memoryBytes: this.source.memoryBytes, vcpus: this.source.vcpus, boot: this.source.boot, bootargs: this.source.bootargs,
+      };
+      await this.send(MessageType.Config, json(config));
+      const answer = await this.expect([MessageType.Admit, MessageType.Refuse]);
+      if (answer.type === MessageType.Refuse) {
+        throw new MigrationError(`the destination refused: ${parseJson<{ reason: string }>(answer, { reason: "string" }).reason}`);
+      }
+
+      // Pre-copy
+      await vm.startDirtyLog();
+      logging = true;
+      await vm.getAndClearDirtyLog();
+      const pages = vm.ept.pages;
+      this.phase("precopy");
+      let round = 0;
+      let toSend: number[] = [];
+      for (let g = 0; g < pages; g++) if (vm.ept.frame(g) >= 0) toSend.push(g);
+      let lastSync = now();
+      const preCopyStart = now();
+      for (;;) {
+        this.progress.round = round;
+        const roundStart = now();
+        const sentBefore = this.bytesSent;
+        pagesPerRound.push(await this.sendPages(round, toSend));
+        await this.drain(0);
+        const roundMs = Math.max(1, now() - roundStart);
+        const bandwidth = ((this.bytesSent - sentBefore) / roundMs) * 1000 || 1;
+        this.progress.throughputBytesPerSecond = bandwidth;
+        const bitmap = await vm.getAndClearDirtyLog();
+        const syncedAt = now();
+        toSend = setBits(bitmap);
+        this.progress.dirtyPagesPerSecond = (toSend.length / Math.max(1, syncedAt - lastSync)) * 1000;
+        lastSync = syncedAt;
+        round++;
+        // The stop rule: what is left, sent at the bandwidth just measured, fits the downtime limit.
+        const bytesPerPage = pagesPerRound[round - 1]! > 0 ? (this.bytesSent - sentBefore) / pagesPerRound[round - 1]! : PAGE_SIZE;
+        const expectedMs = ((toSend.length * Math.min(bytesPerPage, PAGE_SIZE)) / bandwidth) * 1000;
+        this.progress.expectedDowntimeMs = expectedMs;
+        this.progress.pagesRemaining = toSend.length;
+        this.progress.etaMs = expectedMs;
+        this.report();
+        if (expectedMs <= this.options.downtimeLimitMs) break;
+        const overRounds = round >= this.options.maxRounds;
+        const overTime = now() - preCopyStart >= this.options.maxPreCopyMs || now() >= deadline;
+        if (overRounds || overTime) {
+          if (this.options.whenNoConvergence === "cancel") {
+            throw new MigrationError(`did not converge: ${toSend.length} dirty pages need ~${Math.round(expectedMs)} ms, the limit is ${this.options.downtimeLimitMs} ms`);
+          }
+          break; // force: stop and copy what is left
+        }
+      }
+
+      // Stop-and-copy
+      this.phase("stop-and-copy");
+      const pausedAt = now();
+      await vm.pause();
+      paused = true;
+      const last = await vm.getAndClearDirtyLog();
+      const final = new Set(toSend);
+      for (const g of setBits(last)) final.add(g);
+      pagesPerRound.push(await this.sendPages(round, [...final].sort((a, b) => a - b)));
+      round++;
+      const state = concatChunks(await vm.save({ memory: false }));
+      await this.drain(0);
+      await this.send(MessageType.State, state);
+      await this.expect([MessageType.Prepared]);
+
+      // The commit point
+      this.phase("commit");
+      committed = (await (this.options.commit?.() ?? Promise.resolve(true))) === true;
+      if (!committed) throw new MigrationError("the commit was refused");
+      await this.send(MessageType.Complete);
+      await this.expect([MessageType.Resumed]);
+      const downtimeMs = now() - pausedAt;
+      this.phase("done");
+      return { ok: true, totalMs: now() - started, downtimeMs, bytesSent: this.bytesSent, rounds: round, pagesPerRound };
+    } catch (e) {
+      const reason = e instanceof Error ? e.message : String(e);
+      this.phase("failed");
+      if (!committed) {
+        // Before the commit point the source owns the VM: tell the peer, keep (or resume) the VM here.
+        // (straight to the transport: send() refuses once the migration has failed)
+        await this.transport.send(this.writer.json(MessageType.Abandon, { reason })).catch(() => undefined);
+        if (logging) await vm.stopDirtyLog().catch(() => undefined);
+        if (paused) await vm.resume().catch(() => undefined);
+      }
+      return { ok: false, reason, committed, totalMs: now() - started, bytesSent: this.bytesSent };
+    } finally {
+      cancelTimer();
+    }
+  }
+
+  /** Sends the given pages as batches, within the window and the bandwidth limit. Returns how many. */
+  private async sendPages(round: number, gpns: readonly number[]): Promise<number> {
+    const { vm } = this.source;
+    const builder = this.builder;
+    let count = 0;
+    const flush = async (): Promise<void> => {
+      if (builder.count === 0) return;
+      const payload = builder.finish();
+      const header = new Uint8Array(4);
+      new DataView(header.buffer).setUint32(0, round, true);
+      await this.drain(this.options.window - 1);
+      await this.send(MessageType.Pages, concatChunks([header, payload]));
+      this.unacked.push(this.writer.lastSeq);
+    };
+    // The builder copies the page (the vCPUs may write it meanwhile), picks ZERO, DELTA against what
+    // was sent before, or FULL, and records what it sent in `this.sent` for later deltas.
+    const add = (gpn: number): boolean => builder.addPage(gpn, vm.guest.page(gpn) ?? ZERO_PAGE, this.sent);
+    for (const gpn of gpns) {
+      this.check();
+      const page = vm.guest.page(gpn);
+      // The destination's fresh memory is zero: a page that is zero and was never sent needs nothing.
+      if ((page === undefined || isZeroPage(page)) && !this.sent.has(gpn)) continue;
+      if (!add(gpn)) {
+        await flush();
+        if (!add(gpn)) throw new MigrationError(`page ${gpn} does not fit an empty batch`);
+      }
+      count++;
+    }
+    await flush();
+    return count;
+  }
+
+  /** Waits until at most `max` page batches are unacknowledged. */
+  private async drain(max: number): Promise<void> {
+    while (this.unacked.length > max) {
+      const f = await this.expect([MessageType.Ack]);
+      const acked = new DataView(f.payload.buffer, f.payload.byteOffset, f.payload.byteLength).getUint32(0, true);
+      if (acked !== this.unacked[0]) throw new ProtocolError(`Ack for frame ${acked}, expected ${this.unacked[0]}`);
+      this.unacked.shift();
+    }
+  }
+
+  /** Numbers and sends one frame (a frame is numbered only if it goes out, so the sequence has no gaps). */
+  private async send(type: MessageType, payload?: Uint8Array): Promise<void> {
+    this.check();
+    const limit = this.options.bandwidthLimitBytesPerSecond;
+    const size = HEADER_BYTES + (payload?.length ?? 0);
+    if (limit !== undefined) await this.pace(size, limit);
+    this.check();
+    await this.transport.send(this.writer.frame(type, payload));
+    this.bytesSent += size;
+  }
+
+  private paceStart = 0;
+  private paceBytes = 0;
+
+  /** Keeps the average send rate under `limit` bytes per second. */
+  private async pace(bytes: number, limit: number): Promise<void> {
+    if (this.paceStart === 0) this.paceStart = this.timers.now();
+    this.paceBytes += bytes;
+    const dueAt = this.paceStart + (this.paceBytes / limit) * 1000;
+    const wait = dueAt - this.timers.now();
+    if (wait > 1) await this.timers.sleep(wait);
+  }
+
+  /** The next frame, which must be one of `types` (an Abandon from the peer fails the migration). */
+  private async expect(types: MessageType[]): Promise<Frame> {
+    for (;;) {
+      this.check();
+      const f = this.inbox.shift();
+      if (f !== undefined) {
+        if (f.type === MessageType.Abandon) {
+          throw new MigrationError(`the destination abandoned: ${parseJson<{ reason: string }>(f, { reason: "string" }).reason}`);
+        }
+        if (!types.includes(f.type)) throw new ProtocolError(`unexpected ${typeName(f.type)} from the destination`);
+        return f;
+      }
+      const waitedFrom = this.timers.now();
+      let cancel = (): void => {};
+      await new Promise<void>((resolve) => {
+        this.waiter = resolve;
+        cancel = this.timers.after(this.options.peerTimeoutMs, resolve);
+      });
+      cancel();
+      if (this.inbox.length === 0 && this.failure === undefined && this.timers.now() - waitedFrom >= this.options.peerTimeoutMs) {
+        throw new MigrationError(`the destination stopped answering (nothing for ${this.options.peerTimeoutMs} ms while waiting for ${types.map(typeName).join(" or ")})`);
+      }
+    }
+  }
+
+  private check(): void {
+    if (this.failure !== undefined) throw this.failure instanceof Cancelled ? new MigrationError(this.failure.message) : this.failure;
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.();
+  }
+
+  private phase(phase: MigrationProgress["phase"]): void {
+    this.progress.phase = phase;
+    this.report();
+  }
+
+  private report(): void {
+    this.options.onProgress?.({ ...this.progress });
+  }
+}
+
+function json(value: unknown): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(value));
+}
+
+export function setBits(bitmap: Int32Array): number[] {
+  const out: number[] = [];
+  for (let w = 0; w < bitmap.length; w++) {
+    let bits = bitmap[w]! >>> 0;
+    while (bits !== 0) {
+      const b = 31 - Math.clz32(bits & -bits);
+      out.push(w * 32 + b);
+      bits = (bits & (bits - 1)) >>> 0;
+    }
+  }
+  return out;
+}
+
+export function concatChunks(chunks: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let p = 0;
+  for (const c of chunks) {
+    out.set(c, p);
+    p += c.length;
+  }
+  return out;
+}

@@ -1,0 +1,116 @@
+/**
+ * How migration frames travel. The engine sees only this interface; NATS (adapters/nats.ts) and an
+ * in-memory pair with fault injection (for tests and the simulator) implement it.
+ */
+
+export interface MigrationTransport {
+  /** Sends one frame to the peer. Resolves once handed to the network (not once delivered). */
+  send(frame: Uint8Array): Promise<void>;
+  /** Frames from the peer, in the order the network delivered them. */
+  onFrame(handler: (frame: Uint8Array) => void): void;
+  /** Called once if the link fails (e.g. the server went away); the engine aborts. */
+  onError(handler: (error: Error) => void): void;
+  close(): Promise<void>;
+}
+
+export class TransportError extends Error {
+  override readonly name = "TransportError";
+}
+
+/** What a faulty link does to frames, for tests: each rule sees the n-th frame of its direction. */
+export interface LinkFaults {
+  /** Drop the n-th frame (1-based). */
+  drop?: (n: number, frame: Uint8Array) => boolean;
+  /** Deliver the n-th frame twice. */
+  duplicate?: (n: number, frame: Uint8Array) => boolean;
+  /** Hold the n-th frame back and deliver it after the next one. */
+  swapWithNext?: (n: number, frame: Uint8Array) => boolean;
+  /** Replace the n-th frame's bytes (corrupt or truncate it). */
+  mangle?: (n: number, frame: Uint8Array) => Uint8Array | undefined;
+  /** Fail the link when the n-th frame is sent (the peer died, the server stopped). */
+  failAt?: (n: number, frame: Uint8Array) => boolean;
+}
+
+/**
+ * Two connected in-memory endpoints. Delivery is asynchronous (a microtask later), in order unless a
+ * fault rule says otherwise.
+ */
+export function memoryLink(faults: { toDestination?: LinkFaults; toSource?: LinkFaults } = {}): {
+  source: MigrationTransport;
+  destination: MigrationTransport;
+} {
+  const a = new MemoryEndpoint();
+  const b = new MemoryEndpoint();
+  a.connect(b, faults.toDestination ?? {});
+  b.connect(a, faults.toSource ?? {});
+  return { source: a, destination: b };
+}
+
+class MemoryEndpoint implements MigrationTransport {
+  private peer: MemoryEndpoint | undefined;
+  private faults: LinkFaults = {};
+  private handler: (frame: Uint8Array) => void = () => {};
+  private errorHandler: (error: Error) => void = () => {};
+  private sent = 0;
+  private held: Uint8Array | undefined;
+  private closed = false;
+  private failed = false;
+
+  connect(peer: MemoryEndpoint, faults: LinkFaults): void {
+    this.peer = peer;
+    this.faults = faults;
+  }
+
+  async send(frame: Uint8Array): Promise<void> {
+    if (this.closed || this.failed) throw new TransportError("link closed");
+    const n = ++this.sent;
+    const f = this.faults;
+    if (f.failAt?.(n, frame)) {
+      this.fail();
+      throw new TransportError("link failed");
+    }
+    if (f.drop?.(n, frame)) return;
+    const bytes = f.mangle?.(n, frame) ?? frame;
+    if (f.swapWithNext?.(n, frame) && this.held === undefined) {
+      this.held = bytes;
+      return;
+    }
+    this.deliver(bytes);
+    if (f.duplicate?.(n, frame)) this.deliver(bytes);
+    if (this.held !== undefined) {
+      const held = this.held;
+      this.held = undefined;
+      this.deliver(held);
+    }
+  }
+
+  private deliver(bytes: Uint8Array): void {
+    const peer = this.peer!;
+    const copy = bytes.slice();
+    queueMicrotask(() => {
+      if (!peer.closed && !peer.failed) peer.handler(copy);
+    });
+  }
+
+  /** Both ends see the link fail. */
+  private fail(): void {
+    for (const end of [this, this.peer!]) {
+      if (end.failed) continue;
+      end.failed = true;
+      const handler = end.errorHandler;
+      queueMicrotask(() => handler(new TransportError("link failed")));
+    }
+  }
+
+  onFrame(handler: (frame: Uint8Array) => void): void {
+    this.handler = handler;
+  }
+
+  onError(handler: (error: Error) => void): void {
+    this.errorHandler = handler;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}

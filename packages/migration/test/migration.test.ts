@@ -1,0 +1,226 @@
+/**
+ * Live migration between two nodes' root partitions (real VM workers), over an in-memory link with
+ * fault injection. In every case the VM must end up running exactly once.
+ */
+import { decodeSnapshot, PAGE_SIZE, type ChildPartition, type RootPartition } from "@hyperfleet/hypervisor";
+import { concatChunks } from "../src/source.js";
+import { afterEach, describe, expect, it } from "vitest";
+import { MigrationDestination } from "../src/destination.js";
+import { MigrationSource, type MigrationOptions, type MigrationResult } from "../src/source.js";
+import { memoryLink, type LinkFaults } from "../src/transport.js";
+import { heartbeats, MiB, sleep, twoNodes } from "./lib.js";
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c().catch(() => undefined);
+});
+
+async function migrate(
+  from: RootPartition,
+  to: RootPartition,
+  vm: ChildPartition,
+  options: MigrationOptions = {},
+  faults: { toDestination?: LinkFaults; toSource?: LinkFaults } = {},
+  session = 7,
+): Promise<{ result: MigrationResult; incoming: Awaited<MigrationDestination["done"]> }> {
+  const link = memoryLink(faults);
+  const destination = new MigrationDestination(to, link.destination, session);
+  const spec = vm.spec;
+  const source = new MigrationSource(
+    { vm: vm.worker!, name: spec.name, memoryBytes: spec.memoryBytes, vcpus: spec.vcpus, boot: spec.boot, bootargs: spec.bootargs },
+    link.source,
+    session,
+    options,
+  );
+  const result = await source.run();
+  const incoming = await Promise.race([destination.done, sleep(5000).then(() => ({ ok: false as const, reason: "destination never finished" }))]);
+  if (result.ok) {
+    // the source's copy is stopped and its frames given back, as a node does after a move
+    await from.destroy(spec.name);
+  }
+  return { result, incoming };
+}
+
+/** Asserts the VM runs on exactly one side: instructions advance there and nowhere else. */
+async function runsOnlyOn(side: ChildPartition, others: (ChildPartition | undefined)[]): Promise<void> {
+  expect(side.state).toBe("running");
+  const a = await side.worker!.stats();
+  await sleep(60);
+  const b = await side.worker!.stats();
+  expect(b.instructions).toBeGreaterThan(a.instructions);
+  for (const o of others) if (o !== undefined) expect(o.state === "running" && o !== side).toBe(false);
+}
+
+describe("migration - a running VM moves and keeps running", () => {
+  it("dirtier under load: heartbeats go on with no reset; memory and vCPU state equal at the pause point", async () => {
+    const { a, b, vm, console } = await twoNodes("rate=20000 ws=8");
+    cleanups.push(() => destroyAll(a, b));
+    await sleep(1300);
+    let compared = false;
+    const { result, incoming } = await migrate(a, b, vm, {
+      commit: async () => {
+        // At the commit point the source is paused and the destination restored but not running.
+        const target = b.get("vm1")!.worker!;
+        const src = vm.worker!;
+        for (let g = 0; g < src.ept.pages; g++) {
+          const x = src.guest.page(g);
+          const y = target.guest.page(g);
+          const zero = (p: Uint8Array | undefined) => p === undefined || p.every((v) => v === 0);
+          if (zero(x) && zero(y)) continue;
+          expect(Buffer.from(y ?? new Uint8Array(PAGE_SIZE)).equals(Buffer.from(x ?? new Uint8Array(PAGE_SIZE))), `page ${g}`).toBe(true);
+        }
+        const [s1, s2] = await Promise.all([src.save({ memory: false }), target.save({ memory: false })]);
+        const sections = (chunks: Uint8Array[]) => [...decodeSnapshot(concatChunks(chunks)).values()];
+        expect(sections(s2)).toEqual(sections(s1));
+        compared = true;
+        return true;
+      },
+    });
+    expect(result.ok, JSON.stringify(result)).toBe(true);
+    expect(compared).toBe(true);
+    expect(incoming.ok).toBe(true);
+    const moved = b.get("vm1")!;
+    moved.onConsole((bytes) => console.push(new TextDecoder().decode(bytes)));
+    await sleep(1300);
+    await runsOnlyOn(moved, [a.get("vm1")]);
+    const beats = heartbeats(console);
+    expect(beats.length).toBeGreaterThanOrEqual(2);
+    beats.forEach((n, i) => expect(n).toBe(i + 1)); // 1, 2, 3...: no reset, no gap
+    if (result.ok) {
+      expect(result.rounds).toBeGreaterThanOrEqual(2);
+      expect(result.downtimeMs).toBeLessThan(2000);
+    }
+  }, 30_000);
+});
+
+describe("migration - faults end in a clean abort with the VM still on the source", () => {
+  const cases: [string, { toDestination?: LinkFaults; toSource?: LinkFaults }, RegExp][] = [
+    ["a lost page batch", { toDestination: { drop: (n) => n === 5 } }, /out-of-order|lost|Ack/],
+    ["a duplicated message", { toDestination: { duplicate: (n) => n === 4 } }, /duplicated|abandoned/],
+    ["reordered messages", { toDestination: { swapWithNext: (n) => n === 4 } }, /out-of-order|abandoned/],
+    ["a corrupted message", { toDestination: { mangle: (n, f) => (n === 4 ? flip(f, f.length - 7) : undefined) } }, /checksum|abandoned/],
+    ["a truncated message", { toDestination: { mangle: (n, f) => (n === 4 ? f.subarray(0, f.length - 10) : undefined) } }, /truncated|abandoned/],
+    ["a corrupted Ack", { toSource: { mangle: (n, f) => (n === 3 ? flip(f, 18) : undefined) } }, /checksum/],
+    ["the destination dying mid-copy", { toDestination: { failAt: (n) => n === 6 } }, /link failed/],
+  ];
+  it.each(cases)("%s", async (_name, faults, reason) => {
+    const { a, b, vm } = await twoNodes("rate=5000 ws=4");
+    cleanups.push(() => a.destroy("vm1"));
+    await sleep(200);
+    const { result, incoming } = await migrate(a, b, vm, {}, faults);
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.committed).toBe(false);
+      expect(result.reason).toMatch(reason);
+    }
+    expect(incoming.ok).toBe(false);
+    expect(b.list()).toEqual([]); // nothing was left, let alone run, on the destination
+    expect(b.pool.used).toBe(0);
+    await runsOnlyOn(vm, []);
+  }, 30_000);
+
+  it("a refusal (no room on the destination) leaves the VM running on the source", async () => {
+    const { a, vm } = await twoNodes("rate=5000 ws=4", 64 * MiB);
+    cleanups.push(() => a.destroy("vm1"));
+    const { RootPartition } = await import("@hyperfleet/hypervisor");
+    const small = new RootPartition(32 * MiB);
+    const { result } = await migrate(a, small, vm);
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.reason).toMatch(/refused: partition vm1 needs 64 MiB/);
+    await runsOnlyOn(vm, []);
+  }, 30_000);
+
+  it("a refused commit resumes the VM on the source and tears down the destination", async () => {
+    const { a, b, vm } = await twoNodes("rate=5000 ws=4");
+    cleanups.push(() => a.destroy("vm1"));
+    const { result, incoming } = await migrate(a, b, vm, { commit: async () => false });
+    expect(result.ok).toBe(false);
+    expect(incoming.ok).toBe(false);
+    await runsOnlyOn(vm, []);
+    expect(b.list()).toEqual([]);
+  }, 30_000);
+
+  it.each(["handshake", "precopy", "stop-and-copy", "commit"] as const)("cancel during %s", async (phase) => {
+    const { a, b, vm } = await twoNodes("rate=20000 ws=8");
+    cleanups.push(() => a.destroy("vm1"));
+    const link = memoryLink();
+    const destination = new MigrationDestination(b, link.destination, 9);
+    const spec = vm.spec;
+    const source: MigrationSource = new MigrationSource(
+      { vm: vm.worker!, name: spec.name, memoryBytes: spec.memoryBytes, vcpus: spec.vcpus, boot: spec.boot, bootargs: spec.bootargs },
+      link.source,
+      9,
+      {
+        onProgress: (p) => {
+          if (p.phase === phase) source.cancel(`cancelled in ${phase}`);
+        },
+        commit: async () => {
+          if (phase === "commit") source.cancel("cancelled in commit");
+          return phase !== "commit";
+        },
+      },
+    );
+    if (phase === "handshake") source.cancel("cancelled in handshake");
+    const result = await source.run();
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.committed).toBe(false);
+    const incoming = await Promise.race([destination.done, sleep(3000).then(() => ({ ok: false as const, reason: "timeout" }))]);
+    expect(incoming.ok).toBe(false);
+    expect(b.list()).toEqual([]);
+    await runsOnlyOn(vm, []);
+  }, 30_000);
+});
+
+describe("migration - guest time", () => {
+  it("a guest asleep in WFI wakes on the destination on time, and its clock never runs backwards", async () => {
+    const { a, b, vm, console } = await twoNodes("rate=200 ws=1"); // sleeps in WFI between writes
+    await sleep(1200);
+    const before = await vm.worker!.stats();
+    const { result } = await migrate(a, b, vm);
+    expect(result.ok).toBe(true);
+    const moved = b.get("vm1")!;
+    cleanups.push(() => b.destroy("vm1"));
+    moved.onConsole((bytes) => console.push(new TextDecoder().decode(bytes)));
+    const after = await moved.worker!.stats();
+    expect(after.mtimeTicks).toBeGreaterThanOrEqual(before.mtimeTicks);
+    // guest time moved by at most the time the migration took, not more
+    if (result.ok) expect(after.mtimeTicks - before.mtimeTicks).toBeLessThan((result.totalMs + 200) * 10_000);
+    await sleep(2200);
+    const text = console.join("");
+    const rates = [...text.matchAll(/, (\d+) pages\/s\)/g)].map((m) => Number(m[1]));
+    expect(heartbeats(console).length).toBeGreaterThanOrEqual(3);
+    for (const r of rates) expect(Math.abs(r - 200)).toBeLessThan(40); // paced by its timer throughout
+  }, 30_000);
+});
+
+describe("migration - back and forth", () => {
+  it("20 migrations in a row, alternating nodes, keep the guest's heartbeat counting", async () => {
+    const { a, b, vm, console } = await twoNodes("rate=10000 ws=2", 16 * MiB);
+    let current = vm;
+    let from = a;
+    let to = b;
+    for (let i = 0; i < 20; i++) {
+      const { result } = await migrate(from, to, current, { downtimeLimitMs: 100 }, {}, 100 + i);
+      expect(result.ok, `migration ${i + 1}: ${JSON.stringify(result)}`).toBe(true);
+      current = to.get("vm1")!;
+      current.onConsole((bytes) => console.push(new TextDecoder().decode(bytes)));
+      [from, to] = [to, from];
+    }
+    cleanups.push(() => from.destroy("vm1"));
+    await sleep(1200);
+    await runsOnlyOn(current, [to.get("vm1")]);
+    const beats = heartbeats(console);
+    beats.forEach((n, i) => expect(n).toBe(i + 1));
+    expect(beats.length).toBeGreaterThanOrEqual(1);
+  }, 120_000);
+});
+
+async function destroyAll(...roots: RootPartition[]): Promise<void> {
+  for (const r of roots) for (const c of r.list()) await r.destroy(c.spec.name);
+}
+
+function flip(frame: Uint8Array, at: number): Uint8Array {
+  const copy = frame.slice();
+  copy[Math.max(0, Math.min(copy.length - 1, at))]! ^= 0x10;
+  return copy;
+}
