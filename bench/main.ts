@@ -2,12 +2,16 @@
  * Benchmarks: `pnpm bench <name> [--json] [options]`. Each prints a table, or one JSON document with
  * --json (keys carry their unit). Peers are measured in the same run: this machine is shared and noisy.
  */
+import { codecBenchCommand } from "./codec.js";
 import { cpuBench } from "./cpu.js";
 import { hypervisorBench } from "./hypervisor.js";
+import { migrationBench } from "./migration.js";
 
 const benches: Record<string, (args: string[]) => Promise<{ table: string; json: unknown }>> = {
+  codec: codecBenchCommand,
   cpu: cpuBench,
   hypervisor: hypervisorBench,
+  migration: migrationBench,
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -1,4 +1,7 @@
 export { NatsTransport, migrationSubject } from "./adapters/nats.js";
+export { LocalNatsServer } from "./adapters/nats-server.js";
+export { systemTimers } from "./adapters/system-timers.js";
+export type { Timers } from "./timers.js";
 export * from "./codec/index.js";
 export { MigrationDestination } from "./destination.js";
 export type { IncomingResult } from "./destination.js";

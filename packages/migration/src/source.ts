@@ -53,6 +53,8 @@ export interface MigrationOptions {
   onProgress?: (progress: MigrationProgress) => void;
   /** Clock and timers (the host's by default). */
   timers?: Timers;
+  /** Memory for the last-sent copies that later rounds send deltas against (default: the guest's RAM, up to 1 GiB). */
+  deltaCacheBytes?: number;
 }
 
 export interface MigrationProgress {
@@ -70,6 +72,8 @@ export type MigrationResult =
       ok: true;
       totalMs: number;
       downtimeMs: number;
+      /** Where the downtime went: pause, last dirty sync, last pages, state save, destination prepare, commit, resume. */
+      downtimeBreakdownMs: Record<"pause" | "sync" | "pages" | "state" | "prepare" | "commit" | "resume", number>;
       bytesSent: number;
       rounds: number;
       pagesPerRound: number[];
@@ -83,6 +87,8 @@ export class MigrationError extends Error {
 class Cancelled extends Error {}
 
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
+/** A final copy expected to take at most this long ends pre-copy (under the limit, rounds go on while they shrink the set). */
+const QUICK_FINAL_COPY_MS = 10;
 
 /** The VM being moved, and what the destination needs to build it. */
 export interface SourceVm {
@@ -97,11 +103,12 @@ export interface SourceVm {
 export class MigrationSource {
   private readonly writer: FrameWriter;
   private readonly reader: FrameReader;
-  private readonly options: Required<Omit<MigrationOptions, "bandwidthLimitBytesPerSecond" | "onProgress" | "commit" | "timers">> &
+  private readonly options: Required<Omit<MigrationOptions, "bandwidthLimitBytesPerSecond" | "onProgress" | "commit" | "timers" | "deltaCacheBytes">> &
     Pick<MigrationOptions, "bandwidthLimitBytesPerSecond" | "onProgress" | "commit">;
   private readonly sent: SentPages;
   private readonly timers: Timers;
-  private readonly builder = new BatchBuilder();
+  private readonly builder: BatchBuilder;
+  private readonly scratch = new Uint8Array(PAGE_SIZE);
   private inbox: Frame[] = [];
   private waiter: (() => void) | undefined;
   private failure: Error | undefined;
@@ -131,7 +138,9 @@ export class MigrationSource {
       onProgress: options.onProgress,
       commit: options.commit,
     };
-    this.sent = new SentPages();
+    this.sent = new SentPages({ budgetBytes: options.deltaCacheBytes ?? Math.min(source.memoryBytes, 1024 * 2 ** 20) });
+    // LZ4 costs CPU time at a few hundred MB/s: it pays only when the link is slower than that.
+    this.builder = new BatchBuilder(options.bandwidthLimitBytesPerSecond !== undefined ? {} : { codec: null });
     this.timers = options.timers ?? systemTimers;
     transport.onFrame((data) => {
       try {
@@ -185,6 +194,7 @@ export class MigrationSource {
       let toSend: number[] = [];
       for (let g = 0; g < pages; g++) if (vm.ept.frame(g) >= 0) toSend.push(g);
       let lastSync = now();
+      let previousDirty = Infinity;
       const preCopyStart = now();
       for (;;) {
         this.progress.round = round;
@@ -201,14 +211,21 @@ export class MigrationSource {
         this.progress.dirtyPagesPerSecond = (toSend.length / Math.max(1, syncedAt - lastSync)) * 1000;
         lastSync = syncedAt;
         round++;
-        // The stop rule: what is left, sent at the bandwidth just measured, fits the downtime limit.
-        const bytesPerPage = pagesPerRound[round - 1]! > 0 ? (this.bytesSent - sentBefore) / pagesPerRound[round - 1]! : PAGE_SIZE;
-        const expectedMs = ((toSend.length * Math.min(bytesPerPage, PAGE_SIZE)) / bandwidth) * 1000;
+        // The stop rule, from this round's measurements: sending a page took roundMs / pages (CPU,
+        // encoding and network together), and the wire carried `bandwidth` bytes/s.
+        const sentPages = pagesPerRound[round - 1]!;
+        const msPerPage = sentPages > 0 ? roundMs / sentPages : 0;
+        const bytesPerPage = sentPages > 0 ? (this.bytesSent - sentBefore) / sentPages : PAGE_SIZE;
+        const expectedMs = Math.max(toSend.length * msPerPage, ((toSend.length * bytesPerPage) / bandwidth) * 1000);
         this.progress.expectedDowntimeMs = expectedMs;
         this.progress.pagesRemaining = toSend.length;
         this.progress.etaMs = expectedMs;
         this.report();
-        if (expectedMs <= this.options.downtimeLimitMs) break;
+        // Under the limit, another round still pays while it shrinks the dirty set well: stop once
+        // the rest is quick to copy or the set no longer shrinks.
+        const shrinking = toSend.length < previousDirty * 0.5;
+        previousDirty = toSend.length;
+        if (expectedMs <= this.options.downtimeLimitMs && (expectedMs <= QUICK_FINAL_COPY_MS || !shrinking)) break;
         const overRounds = round >= this.options.maxRounds;
         const overTime = now() - preCopyStart >= this.options.maxPreCopyMs || now() >= deadline;
         if (overRounds || overTime) {
@@ -222,27 +239,49 @@ export class MigrationSource {
       // Stop-and-copy
       this.phase("stop-and-copy");
       const pausedAt = now();
+      let mark = pausedAt;
+      const lap = (): number => {
+        const t = now();
+        const d = t - mark;
+        mark = t;
+        return d;
+      };
       await vm.pause();
       paused = true;
+      const pauseMs = lap();
       const last = await vm.getAndClearDirtyLog();
+      const syncMs = lap();
       const final = new Set(toSend);
       for (const g of setBits(last)) final.add(g);
       pagesPerRound.push(await this.sendPages(round, [...final].sort((a, b) => a - b)));
-      round++;
-      const state = concatChunks(await vm.save({ memory: false }));
       await this.drain(0);
+      round++;
+      const pagesMs = lap();
+      const state = concatChunks(await vm.save({ memory: false }));
+      const stateMs = lap();
       await this.send(MessageType.State, state);
       await this.expect([MessageType.Prepared]);
+      const prepareMs = lap();
 
       // The commit point
       this.phase("commit");
       committed = (await (this.options.commit?.() ?? Promise.resolve(true))) === true;
       if (!committed) throw new MigrationError("the commit was refused");
+      const commitMs = lap();
       await this.send(MessageType.Complete);
       await this.expect([MessageType.Resumed]);
+      const resumeMs = lap();
       const downtimeMs = now() - pausedAt;
       this.phase("done");
-      return { ok: true, totalMs: now() - started, downtimeMs, bytesSent: this.bytesSent, rounds: round, pagesPerRound };
+      return {
+        ok: true,
+        totalMs: now() - started,
+        downtimeMs,
+        downtimeBreakdownMs: { pause: pauseMs, sync: syncMs, pages: pagesMs, state: stateMs, prepare: prepareMs, commit: commitMs, resume: resumeMs },
+        bytesSent: this.bytesSent,
+        rounds: round,
+        pagesPerRound,
+      };
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
       this.phase("failed");
@@ -275,7 +314,18 @@ export class MigrationSource {
     };
     // The builder copies the page (the vCPUs may write it meanwhile), picks ZERO, DELTA against what
     // was sent before, or FULL, and records what it sent in `this.sent` for later deltas.
-    const add = (gpn: number): boolean => builder.addPage(gpn, vm.guest.page(gpn) ?? ZERO_PAGE, this.sent);
+    // A page never sent is a delta against zero: the destination's fresh page is zero (and each delta
+    // carries the CRC of the page it makes, so a wrong base is caught, never applied).
+    // The vCPUs may be writing the page while we read it: take one copy and both encode and record
+    // exactly that copy, or the next round's delta would start from bytes the destination never got.
+    const image = this.scratch;
+    const add = (gpn: number): boolean => {
+      image.set(vm.guest.page(gpn) ?? ZERO_PAGE);
+      if (this.sent.has(gpn)) return builder.addPage(gpn, image, this.sent);
+      if (!builder.addPage(gpn, image, ZERO_PAGE)) return false;
+      this.sent.set(gpn, image);
+      return true;
+    };
     for (const gpn of gpns) {
       this.check();
       const page = vm.guest.page(gpn);

@@ -1,8 +1,7 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { RootPartition, type ChildPartition } from "@hyperfleet/hypervisor";
+export { LocalNatsServer as NatsServer } from "../src/adapters/nats-server.js";
 
 const GUESTS = join(import.meta.dirname, "..", "..", "..", "guests", "build");
 export const MiB = 2 ** 20;
@@ -24,43 +23,6 @@ export async function twoNodes(bootargs: string, memoryBytes = 32 * MiB): Promis
   vm.onConsole((bytes) => console.push(new TextDecoder().decode(bytes)));
   await vm.start({ image: guest("dirtier") });
   return { a, b, vm, console };
-}
-
-/** A nats-server on a free loopback port, in a directory of its own. */
-export class NatsServer {
-  private constructor(
-    readonly url: string,
-    private readonly process: ChildProcess,
-    private readonly dir: string,
-  ) {}
-
-  static async start(): Promise<NatsServer> {
-    const dir = mkdtempSync(join(tmpdir(), "hyperfleet-nats-"));
-    const child = spawn("nats-server", ["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", dir], { stdio: "ignore" });
-    for (let i = 0; i < 200; i++) {
-      const file = readdirSync(dir).find((f) => f.endsWith(".ports"));
-      if (file !== undefined) {
-        const ports = JSON.parse(readFileSync(join(dir, file), "utf8")) as { nats: string[] };
-        return new NatsServer(ports.nats[0]!, child, dir);
-      }
-      await sleep(25);
-    }
-    child.kill("SIGKILL");
-    throw new Error("nats-server did not start within 5 s (is it installed?)");
-  }
-
-  kill(): void {
-    this.process.kill("SIGKILL");
-  }
-
-  async stop(): Promise<void> {
-    if (this.process.exitCode === null && this.process.signalCode === null) {
-      const exited = new Promise((r) => this.process.once("exit", r));
-      this.process.kill("SIGKILL");
-      await exited;
-    }
-    rmSync(this.dir, { recursive: true, force: true });
-  }
 }
 
 /** Heartbeat counters the dirtier printed, in order. */

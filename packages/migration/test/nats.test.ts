@@ -60,11 +60,11 @@ describe("migration over NATS", () => {
     await sleep(300);
     let killed = false;
     const run = source({
-      bandwidthLimitBytesPerSecond: 8 * 2 ** 20, // slow enough to be caught mid-copy
-      onProgress: () => {
-        if (!killed) {
+      onProgress: (p) => {
+        // the moment pre-copy starts: admitted, nothing copied yet
+        if (p.phase === "precopy" && !killed) {
           killed = true;
-          setTimeout(() => server.kill(), 300);
+          server.kill();
         }
       },
     }).run();

@@ -53,7 +53,7 @@ export class ChildPartition {
    * already mapped there (it arrived by migration) and the snapshot holds only vCPU and device state.
    */
   async start(
-    source: { image: Uint8Array } | { snapshot: Uint8Array; ept?: Ept },
+    source: { image: Uint8Array } | { snapshot: Uint8Array; ept?: Ept } | { awaitState: true; ept: Ept },
     options: { startPaused?: boolean } = {},
   ): Promise<void> {
     if (this.vm !== undefined) throw new RootPartitionError(`partition ${this.spec.name} was already started`);
@@ -69,6 +69,12 @@ export class ChildPartition {
       onConsole: (bytes) => this.console(bytes),
     });
     void this.vm.exited.then((h) => (this.halt = h));
+  }
+
+  /** Gives a child started with `awaitState` its vCPU and device state (it stays paused). */
+  async provideState(snapshot: Uint8Array): Promise<void> {
+    if (this.vm === undefined) throw new RootPartitionError(`partition ${this.spec.name} was never started`);
+    await this.vm.provideState(snapshot);
   }
 
   async pause(): Promise<number> {

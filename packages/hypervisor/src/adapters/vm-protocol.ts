@@ -56,6 +56,11 @@ export interface VmWorkerData {
   startPaused?: boolean;
   /** The snapshot has no memory: it is already in the shared EPT (an incoming migration). */
   memoryInPlace?: boolean;
+  /**
+   * Load, report "ready", then wait for a "restore" message with the vCPU and device state (memory in
+   * place, start paused): an incoming migration spawns its worker early, off the downtime path.
+   */
+  awaitState?: boolean;
   /** Instructions per vCPU per batch. */
   batch?: number;
   /** Pause by itself once guest time reaches this many mtime ticks (then post "paused"). */
@@ -76,13 +81,15 @@ export type WorkerMessage =
   | { type: "halted"; halt: Halt; stats: VmStats }
   | { type: "saved"; id: number; chunks: Uint8Array[] }
   | { type: "stats"; id: number; stats: VmStats }
+  | { type: "restored"; id: number }
   | { type: "error"; id?: number; message: string };
 
 /** Messages to the worker. */
 export type RootMessage =
   | { type: "input"; bytes: Uint8Array }
   | { type: "save"; id: number; memory: boolean }
-  | { type: "stats"; id: number };
+  | { type: "stats"; id: number }
+  | { type: "restore"; id: number; snapshot: Uint8Array };
 
 /** Atomics.waitAsync (Node 16+, typed in TypeScript's ES2024 lib, which Node 20 does not fully have). */
 export const waitAsync = (

@@ -27,7 +27,8 @@ const pool = new FramePool(data.pool);
 const ept = new Ept(data.ept);
 const onConsole = (bytes: Uint8Array): void => post({ type: "console", bytes }, [bytes.buffer as ArrayBuffer]);
 let partition: Partition;
-try {
+
+function build(): void {
   if (data.snapshot !== undefined) {
     partition = restorePartition(data.snapshot, {
       clock: systemClock, pool, ept, onConsole, memoryInPlace: data.memoryInPlace, paused: data.startPaused === true,
@@ -45,9 +46,19 @@ try {
     });
     partition.load(parseElf(data.image!));
   }
-} catch (e) {
-  post({ type: "error", message: (e as Error).message });
-  process.exit(1);
+}
+
+/** With awaitState: the "restore" message's state, once it comes. */
+let stateArrived: ((m: { id: number; snapshot: Uint8Array }) => void) | undefined;
+const stateMessage = new Promise<{ id: number; snapshot: Uint8Array }>((resolve) => (stateArrived = resolve));
+
+if (data.awaitState !== true) {
+  try {
+    build();
+  } catch (e) {
+    post({ type: "error", message: (e as Error).message });
+    process.exit(1);
+  }
 }
 
 const batch = data.batch ?? 20_000;
@@ -105,6 +116,14 @@ function serveCommand(): void {
 }
 
 port.on("message", (m: RootMessage) => {
+  if (m.type === "restore") {
+    stateArrived?.(m);
+    return;
+  }
+  if (partition === undefined) {
+    if ("id" in m) post({ type: "error", id: m.id, message: "the VM has no state yet" });
+    return;
+  }
   switch (m.type) {
     case "input":
       partition.consoleInput(m.bytes);
@@ -148,9 +167,23 @@ async function waitForCommand(ms: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  Atomics.store(control, STATE, paused ? WorkerState.Paused : WorkerState.Running);
-  if (paused) partition.freezeTime();
-  post({ type: "ready" });
+  if (data.awaitState === true) {
+    post({ type: "ready" });
+    const m = await stateMessage;
+    try {
+      partition = restorePartition(m.snapshot, { clock: systemClock, pool, ept, onConsole, memoryInPlace: true, paused: true });
+    } catch (e) {
+      post({ type: "error", id: m.id, message: (e as Error).message });
+      process.exit(1);
+    }
+    paused = true;
+    Atomics.store(control, STATE, WorkerState.Paused);
+    post({ type: "restored", id: m.id });
+  } else {
+    Atomics.store(control, STATE, paused ? WorkerState.Paused : WorkerState.Running);
+    if (paused) partition.freezeTime();
+    post({ type: "ready" });
+  }
   const sliceMs = 4;
   for (;;) {
     serveCommand();

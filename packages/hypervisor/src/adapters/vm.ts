@@ -28,6 +28,11 @@ export interface VmOptions {
    * migration; `snapshot` then holds only vCPU and device state.
    */
   ept?: Ept;
+  /**
+   * Start the worker now, without a VM: it waits for `provideState()` (vCPU and device state; memory
+   * already in `ept`). An incoming migration spawns its worker this way, before the downtime.
+   */
+  awaitState?: boolean;
   startPaused?: boolean;
   onConsole?: (bytes: Uint8Array) => void;
   /** Instructions per vCPU per batch (smaller: quicker commands, more overhead). */
@@ -57,8 +62,11 @@ export class VmWorker {
   private nextId = 1;
   private sequence = 0;
   private halted: Halt | undefined;
+  /** Started with awaitState and given no state yet: no VM runs, the worker serves no commands. */
+  private awaitingState: boolean;
 
   private constructor(options: VmOptions, memoryBytes: number, ready: (error?: Error) => void) {
+    this.awaitingState = options.awaitState === true;
     const pages = memoryBytes / 4096;
     this.ept = options.ept ?? new Ept(pages);
     if (this.ept.pages !== pages) throw new VmError(`the EPT maps ${this.ept.pages} pages; the VM has ${pages}`);
@@ -78,6 +86,7 @@ export class VmWorker {
       image: options.image,
       snapshot: options.snapshot,
       memoryInPlace: options.ept !== undefined && options.snapshot !== undefined,
+      awaitState: options.awaitState,
       startPaused: options.startPaused,
       batch: options.batch,
       pauseAtTicks: options.pauseAtGuestMs === undefined ? undefined : options.pauseAtGuestMs * TICKS_PER_MS,
@@ -150,7 +159,11 @@ export class VmWorker {
 
   /** Halts the guest (exit code `code`) and waits for the worker to end. */
   async stop(code = 0): Promise<Halt> {
-    if (this.halted === undefined) await this.command(Command.Stop, code).catch(() => 0);
+    if (this.awaitingState && this.halted === undefined) {
+      // nothing runs yet: end the thread
+      this.halted = { code, reason: "stopped before it had a VM" };
+      await this.worker.terminate();
+    } else if (this.halted === undefined) await this.command(Command.Stop, code).catch(() => 0);
     return this.exited;
   }
 
@@ -179,6 +192,13 @@ export class VmWorker {
     const m = await this.request({ type: "save", id: this.nextId++, memory: options.memory !== false });
     if (m.type !== "saved") throw new VmError("unexpected reply to save");
     return m.chunks;
+  }
+
+  /** Gives a worker started with `awaitState` its vCPU and device state; resolves once restored (paused). */
+  async provideState(snapshot: Uint8Array): Promise<void> {
+    const m = await this.request({ type: "restore", id: this.nextId++, snapshot });
+    if (m.type !== "restored") throw new VmError("unexpected reply to restore");
+    this.awaitingState = false;
   }
 
   async stats(): Promise<VmStats> {
@@ -214,7 +234,7 @@ export class VmWorker {
     this.worker.postMessage(m);
   }
 
-  private request(m: RootMessage & { id: number }): Promise<WorkerMessage> {
+  private request(m: Extract<RootMessage, { id: number }>): Promise<WorkerMessage> {
     return new Promise((resolve, reject) => {
       this.pending.set(m.id, { resolve, reject });
       this.post(m);

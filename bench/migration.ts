@@ -1,0 +1,157 @@
+/**
+ * `pnpm bench migration`: live migration of the dirtier guest between two root partitions over a real
+ * nats-server on loopback, for guest RAM 256 MiB and 1 GiB × idle, moderate (64 MiB, 5,000 pages/s),
+ * heavy (256 MiB, 50,000 pages/s), max-speed (64 MiB) × unlimited bandwidth and 125 MB/s (1 Gbit/s).
+ * Case names: `ram256-moderate-unl`, `ram1024-heavy-1g`... `--case NAME` runs one.
+ *
+ * Measured in the same run as the ceiling: raw loopback TCP throughput (one connection, 1 MiB writes).
+ * The reference figures are QEMU 7.2's own migration of the same guest on this kind of machine, with the
+ * same 300 ms downtime limit (our ANCHORS table; "–" where QEMU never converges).
+ */
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import { createServer, connect as tcpConnect } from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { connect } from "@nats-io/transport-node";
+import { RootPartition } from "@hyperfleet/hypervisor";
+import { LocalNatsServer, MigrationDestination, MigrationSource, NatsTransport, type MigrationResult } from "@hyperfleet/migration";
+import { round, table } from "./stats.js";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const MiB = 2 ** 20;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const WORKLOADS = {
+  idle: { bootargs: "rate=0 ws=1", wsMiB: 0 },
+  moderate: { bootargs: "rate=5000 ws=64", wsMiB: 64 },
+  // "~256 MiB": all a 256 MiB guest can give (its program and device tree take the rest)
+  heavy: { bootargs: "rate=50000 ws=248", wsMiB: 248 },
+  max: { bootargs: "rate=max ws=64", wsMiB: 64 },
+} as const;
+const BANDWIDTHS = { unl: undefined, "1g": 125_000_000 } as const;
+const RAMS = [256, 1024] as const;
+
+/** QEMU 7.2 on this kind of machine, downtime limit 300 ms: [total ms, downtime ms]; undefined: never converges. */
+const QEMU: Record<string, [number, number] | undefined> = {
+  "ram256-idle-unl": [31, 1],
+  "ram256-moderate-unl": [425, 18],
+  "ram256-moderate-1g": [552, 20],
+  "ram256-heavy-unl": [1049, 63],
+  "ram256-heavy-1g": undefined,
+  "ram256-max-unl": [571, 51],
+  "ram256-max-1g": undefined,
+  "ram1024-idle-unl": [82, 1],
+  "ram1024-moderate-unl": [311, 5],
+  "ram1024-moderate-1g": [603, 8],
+  "ram1024-heavy-unl": [883, 20],
+  "ram1024-heavy-1g": undefined,
+  "ram1024-max-unl": [752, 49],
+};
+
+interface CaseResult {
+  case: string;
+  converged: boolean;
+  downtimeMs?: number;
+  totalMs: number;
+  bytesSent: number;
+  rounds?: number;
+  reason?: string;
+  qemuTotalMs?: number;
+  qemuDowntimeMs?: number;
+  downtimeBreakdownMs?: Record<string, number>;
+}
+
+async function tcpCeiling(): Promise<number> {
+  const total = 512 * MiB;
+  const server = createServer((socket) => socket.resume());
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const port = (server.address() as { port: number }).port;
+  const socket = tcpConnect(port, "127.0.0.1");
+  await once(socket, "connect");
+  const chunk = Buffer.alloc(MiB, 1);
+  const start = performance.now();
+  for (let sent = 0; sent < total; sent += chunk.length) if (!socket.write(chunk)) await once(socket, "drain");
+  await new Promise<void>((r) => socket.end(r));
+  const seconds = (performance.now() - start) / 1000;
+  server.close();
+  return total / seconds / 1e6;
+}
+
+async function runCase(name: string, natsUrl: string, session: number): Promise<CaseResult> {
+  const [, ramText, workload, bw] = /^ram(\d+)-(\w+)-(\w+)$/.exec(name)!;
+  const ramMiB = Number(ramText);
+  const w = WORKLOADS[workload as keyof typeof WORKLOADS];
+  const limit = BANDWIDTHS[bw as keyof typeof BANDWIDTHS];
+  const a = new RootPartition((ramMiB + 64) * MiB);
+  const b = new RootPartition((ramMiB + 64) * MiB);
+  const [ncA, ncB] = await Promise.all([connect({ servers: natsUrl }), connect({ servers: natsUrl })]);
+  try {
+    const vm = a.create({ name: "vm", memoryBytes: ramMiB * MiB, bootargs: w.bootargs });
+    await vm.start({ image: readFileSync(join(ROOT, "guests", "build", "dirtier.elf")) });
+    // Let the guest reach its steady state: its working set touched (bounded by 15 s).
+    const wsPages = (w.wsMiB * MiB) / 4096;
+    const warmEnd = performance.now() + 15_000;
+    await sleep(500);
+    while (vm.worker!.ept.presentPages < wsPages && performance.now() < warmEnd) await sleep(200);
+    const src = new NatsTransport(ncA, session, "source");
+    const dst = new NatsTransport(ncB, session, "destination");
+    await Promise.all([src.ready(), dst.ready()]);
+    const destination = new MigrationDestination(b, dst, session);
+    if (vm.state !== "running") throw new Error(`${name}: the guest stopped before the migration (${vm.consoleHistory().length ? new TextDecoder().decode(vm.consoleHistory()).trim() : vm.state})`);
+    const spec = vm.spec;
+    const result: MigrationResult = await new MigrationSource(
+      { vm: vm.worker!, name: spec.name, memoryBytes: spec.memoryBytes, vcpus: spec.vcpus, boot: spec.boot, bootargs: spec.bootargs },
+      src,
+      session,
+      { downtimeLimitMs: 300, bandwidthLimitBytesPerSecond: limit, maxPreCopyMs: 60_000, whenNoConvergence: "cancel" },
+    ).run();
+    await destination.done;
+    const q = QEMU[name];
+    const base = { case: name, totalMs: round(result.totalMs), bytesSent: result.bytesSent, qemuTotalMs: q?.[0], qemuDowntimeMs: q?.[1] };
+    return result.ok
+      ? {
+          ...base,
+          converged: true,
+          downtimeMs: round(result.downtimeMs),
+          rounds: result.rounds,
+          downtimeBreakdownMs: Object.fromEntries(Object.entries(result.downtimeBreakdownMs).map(([k, v]) => [k, round(v)])),
+        }
+      : { ...base, converged: false, reason: result.reason };
+  } finally {
+    for (const r of [a, b]) for (const c of r.list()) await r.destroy(c.spec.name);
+    await Promise.all([ncA.close(), ncB.close()]);
+  }
+}
+
+export async function migrationBench(args: string[]): Promise<{ table: string; json: unknown }> {
+  const all = RAMS.flatMap((r) => Object.keys(WORKLOADS).flatMap((w) => Object.keys(BANDWIDTHS).map((b) => `ram${r}-${w}-${b}`)));
+  const i = args.indexOf("--case");
+  const cases = i >= 0 ? [args[i + 1] ?? ""] : all;
+  for (const c of cases) if (!all.includes(c)) throw new Error(`unknown case "${c}"; one of: ${all.join(", ")}`);
+  const ceiling = await tcpCeiling();
+  const server = await LocalNatsServer.start();
+  const results: CaseResult[] = [];
+  try {
+    let session = 1;
+    for (const c of cases) results.push(await runCase(c, server.url, session++));
+  } finally {
+    await server.stop();
+  }
+  const fmt = (v: number | undefined) => (v === undefined ? "–" : String(v));
+  const rows = [["case", "downtime ms", "total ms", "MB sent", "rounds", "QEMU downtime ms", "QEMU total ms"]];
+  for (const r of results) {
+    rows.push([
+      r.case,
+      r.converged ? fmt(r.downtimeMs) : `no: ${r.reason}`,
+      fmt(r.totalMs),
+      (r.bytesSent / 1e6).toFixed(1),
+      fmt(r.rounds),
+      fmt(r.qemuDowntimeMs),
+      fmt(r.qemuTotalMs),
+    ]);
+  }
+  const text = `${table(rows)}\n\nloopback TCP ceiling, same run: ${ceiling.toFixed(0)} MB/s (one connection, 1 MiB writes)\n`;
+  return { table: text, json: { bench: "migration", tcpCeilingMBPerSecond: round(ceiling), cases: results } };
+}
