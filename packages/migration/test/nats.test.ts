@@ -3,7 +3,7 @@ import { connect } from "@nats-io/transport-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { NatsTransport } from "../src/adapters/nats.js";
 import { MigrationDestination } from "../src/destination.js";
-import { MigrationSource } from "../src/source.js";
+import { MigrationSource, type MigrationOptions } from "../src/source.js";
 import { heartbeats, NatsServer, sleep, twoNodes } from "./lib.js";
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -29,7 +29,7 @@ async function setup(bootargs: string) {
   await Promise.all([toSource.ready(), toDestination.ready()]);
   const destination = new MigrationDestination(nodes.b, toDestination, session);
   const spec = nodes.vm.spec;
-  const source = (options = {}) =>
+  const source = (options: MigrationOptions = {}) =>
     new MigrationSource(
       { vm: nodes.vm.worker!, name: spec.name, memoryBytes: spec.memoryBytes, vcpus: spec.vcpus, boot: spec.boot, bootargs: spec.bootargs },
       toSource,
