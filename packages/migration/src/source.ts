@@ -19,7 +19,7 @@
  * Abandon and leaves the VM running on the source. After it, the source never resumes the VM.
  */
 import type { VmWorker } from "@hyperfleet/hypervisor";
-import { PAGE_SIZE } from "@hyperfleet/hypervisor";
+import { concat, PAGE_SIZE } from "@hyperfleet/hypervisor";
 import { BatchBuilder, SentPages, isZeroPage } from "./codec/index.js";
 import {
   FrameReader, FrameWriter, HEADER_BYTES, MessageType, parseJson, ProtocolError, PROTOCOL_VERSION, typeName,
@@ -257,7 +257,7 @@ export class MigrationSource {
       await this.drain(0);
       round++;
       const pagesMs = lap();
-      const state = concatChunks(await vm.save({ memory: false }));
+      const state = concat(await vm.save({ memory: false }));
       const stateMs = lap();
       await this.send(MessageType.State, state);
       await this.expect([MessageType.Prepared]);
@@ -309,7 +309,7 @@ export class MigrationSource {
       const header = new Uint8Array(4);
       new DataView(header.buffer).setUint32(0, round, true);
       await this.drain(this.options.window - 1);
-      await this.send(MessageType.Pages, concatChunks([header, payload]));
+      await this.send(MessageType.Pages, concat([header, payload]));
       this.unacked.push(this.writer.lastSeq);
     };
     // The builder copies the page (the vCPUs may write it meanwhile), picks ZERO, DELTA against what
@@ -436,12 +436,3 @@ export function setBits(bitmap: Int32Array): number[] {
   return out;
 }
 
-export function concatChunks(chunks: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let p = 0;
-  for (const c of chunks) {
-    out.set(c, p);
-    p += c.length;
-  }
-  return out;
-}

@@ -2,8 +2,7 @@
  * Live migration between two nodes' root partitions (real VM workers), over an in-memory link with
  * fault injection. In every case the VM must end up running exactly once.
  */
-import { decodeSnapshot, PAGE_SIZE, type ChildPartition, type RootPartition } from "@hyperfleet/hypervisor";
-import { concatChunks } from "../src/source.js";
+import { concat, decodeSnapshot, PAGE_SIZE, type ChildPartition, type RootPartition } from "@hyperfleet/hypervisor";
 import { afterEach, describe, expect, it } from "vitest";
 import { MigrationDestination } from "../src/destination.js";
 import { MigrationSource, type MigrationOptions, type MigrationResult } from "../src/source.js";
@@ -72,7 +71,7 @@ describe("migration - a running VM moves and keeps running", () => {
           expect(Buffer.from(y ?? new Uint8Array(PAGE_SIZE)).equals(Buffer.from(x ?? new Uint8Array(PAGE_SIZE))), `page ${g}`).toBe(true);
         }
         const [s1, s2] = await Promise.all([src.save({ memory: false }), target.save({ memory: false })]);
-        const sections = (chunks: Uint8Array[]) => [...decodeSnapshot(concatChunks(chunks)).values()];
+        const sections = (chunks: Uint8Array[]) => [...decodeSnapshot(concat(chunks)).values()];
         expect(sections(s2)).toEqual(sections(s1));
         compared = true;
         return true;
