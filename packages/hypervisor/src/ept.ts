@@ -176,6 +176,19 @@ export class Ept {
   }
 }
 
+/** The page numbers whose bits are set in a dirty bitmap, in increasing order. */
+export function dirtyPages(bitmap: Int32Array): number[] {
+  const out: number[] = [];
+  for (let w = 0; w < bitmap.length; w++) {
+    let bits = bitmap[w]! >>> 0;
+    while (bits !== 0) {
+      out.push(w * 32 + 31 - Math.clz32(bits & -bits));
+      bits = (bits & (bits - 1)) >>> 0;
+    }
+  }
+  return out;
+}
+
 /** Number of set bits in a dirty bitmap. */
 export function countDirty(bitmap: Int32Array): number {
   let n = 0;

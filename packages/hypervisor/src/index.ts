@@ -9,7 +9,7 @@ export { TestDevice } from "./devices/test-device.js";
 export type { PowerRequest } from "./devices/test-device.js";
 export { Uart16550 } from "./devices/uart16550.js";
 export type { UartState } from "./devices/uart16550.js";
-export { countDirty, Ept, EPT_PRESENT, EPT_R, EPT_RWX, EPT_W, EPT_WP, EPT_X } from "./ept.js";
+export { countDirty, dirtyPages, Ept, EPT_PRESENT, EPT_R, EPT_RWX, EPT_W, EPT_WP, EPT_X } from "./ept.js";
 export type { EptShared } from "./ept.js";
 export { buildFdt, parseFdt } from "./fdt.js";
 export type { FdtNode, FdtValue } from "./fdt.js";

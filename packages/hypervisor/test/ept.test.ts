@@ -1,6 +1,6 @@
 import { Cause } from "@hyperfleet/riscv";
 import { describe, expect, it } from "vitest";
-import { countDirty, Ept, EPT_R, EPT_RWX, EPT_W, EPT_WP, EPT_X } from "../src/ept.js";
+import { countDirty, dirtyPages, Ept, EPT_R, EPT_RWX, EPT_W, EPT_WP, EPT_X } from "../src/ept.js";
 import { FramePool, PAGE_SIZE } from "../src/frame-pool.js";
 import { asm, boot, RAM, setMtvec, skipHandler } from "./lib.js";
 
@@ -16,13 +16,6 @@ function guest(body: number[]): number[] {
   return [...padded, ...skipHandler()];
 }
 
-function bits(bitmap: Int32Array): number[] {
-  const out: number[] = [];
-  bitmap.forEach((w, i) => {
-    for (let b = 0; b < 32; b++) if ((w >>> b) & 1) out.push(i * 32 + b);
-  });
-  return out;
-}
 
 const gpn = (gpa: number) => (gpa - RAM) / PAGE_SIZE;
 
@@ -132,7 +125,7 @@ describe("ept - dirty logging by write-protection", () => {
     p.getAndClearDirtyLog(); // drop the root's own writes above
     p.step(200);
     const dirty = p.getAndClearDirtyLog();
-    expect(bits(dirty)).toEqual([gpn(A), gpn(B)]);
+    expect(dirtyPages(dirty)).toEqual([gpn(A), gpn(B)]);
     expect(p.exits.writeProtect).toBe(2);
     // clearing protected them again
     expect(p.ept.entry(gpn(A)) & EPT_WP).toBe(EPT_WP);
@@ -146,7 +139,7 @@ describe("ept - dirty logging by write-protection", () => {
     p.getAndClearDirtyLog();
     p.step(200);
     expect(p.exits.writeProtect).toBe(1);
-    expect(bits(p.getAndClearDirtyLog())).toEqual([gpn(A)]);
+    expect(dirtyPages(p.getAndClearDirtyLog())).toEqual([gpn(A)]);
   });
 
   it("after a clear, the next write faults again (cached W was dropped)", () => {
@@ -154,11 +147,11 @@ describe("ept - dirty logging by write-protection", () => {
     const { p } = boot(guest(loop));
     p.startDirtyLog();
     p.step(100);
-    expect(bits(p.getAndClearDirtyLog())).toContain(gpn(A));
+    expect(dirtyPages(p.getAndClearDirtyLog())).toContain(gpn(A));
     const faults = p.exits.writeProtect;
     p.step(100);
     expect(p.exits.writeProtect).toBe(faults + 1);
-    expect(bits(p.getAndClearDirtyLog())).toContain(gpn(A));
+    expect(dirtyPages(p.getAndClearDirtyLog())).toContain(gpn(A));
   });
 
   it("writes the root makes into guest memory are logged too", () => {
@@ -166,7 +159,7 @@ describe("ept - dirty logging by write-protection", () => {
     p.startDirtyLog();
     p.getAndClearDirtyLog();
     p.guest.write(C - 2, Uint8Array.of(1, 2, 3, 4)); // straddles B and C
-    expect(bits(p.getAndClearDirtyLog())).toEqual([gpn(B), gpn(C)]);
+    expect(dirtyPages(p.getAndClearDirtyLog())).toEqual([gpn(B), gpn(C)]);
   });
 
   it("a round that fails mid-way loses no page: its bitmap is merged back and the retry sees it", () => {
@@ -179,7 +172,7 @@ describe("ept - dirty logging by write-protection", () => {
     // the round's transfer failed: give the bits back, then the guest dirties another page
     p.ept.mergeDirtyLog(failedRound);
     p.guest.write(C, Uint8Array.of(7));
-    expect(bits(p.getAndClearDirtyLog())).toEqual([gpn(A), gpn(B), gpn(C)]);
+    expect(dirtyPages(p.getAndClearDirtyLog())).toEqual([gpn(A), gpn(B), gpn(C)]);
   });
 
   it("pages first touched during logging are logged when written", () => {
@@ -188,7 +181,7 @@ describe("ept - dirty logging by write-protection", () => {
     p.getAndClearDirtyLog();
     expect(p.ept.frame(gpn(C))).toBe(-1);
     p.step(200);
-    expect(bits(p.getAndClearDirtyLog())).toContain(gpn(C));
+    expect(dirtyPages(p.getAndClearDirtyLog())).toContain(gpn(C));
   });
 
   it("stopping the log removes write protection", () => {
@@ -208,7 +201,7 @@ describe("ept - tables and pools in shared memory", () => {
     const b = new Ept(a.shared);
     expect(b.frame(3)).toBe(7);
     b.markDirty(5);
-    expect(bits(a.getAndClearDirtyLog())).toEqual([5]);
+    expect(dirtyPages(a.getAndClearDirtyLog())).toEqual([5]);
   });
 
   it("a pool never hands out frame 0 or a frame twice, and zeroes frames on release", () => {

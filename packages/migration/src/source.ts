@@ -19,7 +19,7 @@
  * Abandon and leaves the VM running on the source. After it, the source never resumes the VM.
  */
 import type { VmWorker } from "@hyperfleet/hypervisor";
-import { concat, PAGE_SIZE } from "@hyperfleet/hypervisor";
+import { concat, dirtyPages, PAGE_SIZE } from "@hyperfleet/hypervisor";
 import { BatchBuilder, SentPages, isZeroPage } from "./codec/index.js";
 import {
   FrameReader, FrameWriter, HEADER_BYTES, MessageType, parseJson, ProtocolError, PROTOCOL_VERSION, typeName,
@@ -207,7 +207,7 @@ export class MigrationSource {
         this.progress.throughputBytesPerSecond = bandwidth;
         const bitmap = await vm.getAndClearDirtyLog();
         const syncedAt = now();
-        toSend = setBits(bitmap);
+        toSend = dirtyPages(bitmap);
         this.progress.dirtyPagesPerSecond = (toSend.length / Math.max(1, syncedAt - lastSync)) * 1000;
         lastSync = syncedAt;
         round++;
@@ -252,7 +252,7 @@ export class MigrationSource {
       const last = await vm.getAndClearDirtyLog();
       const syncMs = lap();
       const final = new Set(toSend);
-      for (const g of setBits(last)) final.add(g);
+      for (const g of dirtyPages(last)) final.add(g);
       pagesPerRound.push(await this.sendPages(round, [...final].sort((a, b) => a - b)));
       await this.drain(0);
       round++;
@@ -423,16 +423,4 @@ function json(value: unknown): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(value));
 }
 
-export function setBits(bitmap: Int32Array): number[] {
-  const out: number[] = [];
-  for (let w = 0; w < bitmap.length; w++) {
-    let bits = bitmap[w]! >>> 0;
-    while (bits !== 0) {
-      const b = 31 - Math.clz32(bits & -bits);
-      out.push(w * 32 + b);
-      bits = (bits & (bits - 1)) >>> 0;
-    }
-  }
-  return out;
-}
 
