@@ -1,15 +1,8 @@
 /** The root partition's API over child partitions (the VID), with real VM workers. */
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { guestElf } from "./guests.js";
 import { describe, expect, it } from "vitest";
 import { RootPartition } from "../dist/index.js";
 
-const GUESTS = join(import.meta.dirname, "..", "..", "..", "guests", "build");
-function guest(name: string): Uint8Array {
-  const path = join(GUESTS, `${name}.elf`);
-  if (!existsSync(path)) throw new Error(`${path} is missing: build the guests (make -C guests)`);
-  return readFileSync(path);
-}
 const MiB = 2 ** 20;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -19,7 +12,7 @@ describe("root-partition - child partitions through one API", () => {
     const root = new RootPartition(64 * MiB);
     const vm = root.create({ name: "web-1", memoryBytes: 16 * MiB, bootargs: "rate=max ws=4" });
     expect(vm.state).toBe("created");
-    await vm.start({ image: guest("dirtier") });
+    await vm.start({ image: guestElf("dirtier") });
     expect(vm.state).toBe("running");
     await sleep(100);
     expect(root.pool.used).toBeGreaterThan(1024); // 4 MiB working set touched
@@ -48,7 +41,7 @@ describe("root-partition - child partitions through one API", () => {
     const vm = root.create({ name: "hello", memoryBytes: 8 * MiB, bootargs: "x=1" });
     const streamed: string[] = [];
     vm.onConsole((b) => streamed.push(text(b)));
-    await vm.start({ image: guest("hello") });
+    await vm.start({ image: guestElf("hello") });
     await vm.worker!.exited;
     expect(text(vm.consoleHistory())).toBe('Hello from a Hyperfleet guest!\nhart 0, bootargs: "x=1"\n');
     expect(streamed.join("")).toBe(text(vm.consoleHistory()));
@@ -59,7 +52,7 @@ describe("root-partition - child partitions through one API", () => {
     const root = new RootPartition(64 * MiB);
     const a = root.create({ name: "a", memoryBytes: 16 * MiB, bootargs: "rate=max ws=2" });
     const b = root.create({ name: "b", memoryBytes: 16 * MiB, bootargs: "rate=max ws=2" });
-    await Promise.all([a.start({ image: guest("dirtier") }), b.start({ image: guest("dirtier") })]);
+    await Promise.all([a.start({ image: guestElf("dirtier") }), b.start({ image: guestElf("dirtier") })]);
     await sleep(100);
     const [sa, sb] = await Promise.all([a.worker!.stats(), b.worker!.stats()]);
     expect(sa.instructions).toBeGreaterThan(0);

@@ -1,20 +1,13 @@
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { parseElf } from "@hyperfleet/riscv";
 import { describe, expect, it } from "vitest";
+import { guestElf } from "./guests.js";
 import { ManualClock } from "../src/clock.js";
 import { Partition } from "../src/partition.js";
 import { restorePartition, savePartition } from "../src/saved-state.js";
 import { concat, decodeSnapshot, encodeSnapshot, SnapshotError } from "../src/snapshot.js";
 
-const GUESTS = join(import.meta.dirname, "..", "..", "..", "guests", "build");
-const dirtierElf = join(GUESTS, "dirtier.elf");
 
-function guestFile(path: string): Uint8Array {
-  if (!existsSync(path)) throw new Error(`${path} is missing: build the guests (make -C guests)`);
-  return readFileSync(path);
-}
 
 interface Run {
   p: Partition;
@@ -26,7 +19,7 @@ function start(): Run {
   const clock = new ManualClock(1000);
   const out: number[] = [];
   const p = new Partition({ memoryBytes: 16 << 20, vcpus: 1, bootargs: "rate=20000 ws=4 seconds=3", clock, onConsole: (b) => out.push(...b) });
-  p.load(parseElf(guestFile(dirtierElf)));
+  p.load(parseElf(guestElf("dirtier")));
   return { p, clock, out };
 }
 

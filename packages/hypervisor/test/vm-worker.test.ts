@@ -2,18 +2,11 @@
  * VM workers as the root drives them: real worker threads, guest memory shared with the root.
  * (Imports the built package: the worker runs the compiled vm-worker.js.)
  */
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { guestElf } from "./guests.js";
 import { concat, FramePool, PAGE_SIZE, VmWorker } from "../dist/index.js";
 
-const GUESTS = join(import.meta.dirname, "..", "..", "..", "guests", "build");
 
-function guest(name: string): Uint8Array {
-  const path = join(GUESTS, `${name}.elf`);
-  if (!existsSync(path)) throw new Error(`${path} is missing: build the guests (make -C guests)`);
-  return readFileSync(path);
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const vms: VmWorker[] = [];
@@ -25,7 +18,7 @@ async function dirtier(bootargs: string, pool = new FramePool(64 << 20), out?: s
   const vm = await VmWorker.start({
     pool,
     memoryBytes: 32 << 20,
-    image: guest("dirtier"),
+    image: guestElf("dirtier"),
     bootargs,
     onConsole: (b) => out?.push(new TextDecoder().decode(b)),
   });

@@ -1,16 +1,9 @@
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import { RootPartition, type ChildPartition } from "@hyperfleet/hypervisor";
 export { LocalNatsServer as NatsServer } from "../src/adapters/nats-server.js";
+export { guestElf as guest } from "../../hypervisor/test/guests.js";
+import { guestElf as guest } from "../../hypervisor/test/guests.js";
 
-const GUESTS = join(import.meta.dirname, "..", "..", "..", "guests", "build");
 export const MiB = 2 ** 20;
-
-export function guest(name: string): Uint8Array {
-  const path = join(GUESTS, `${name}.elf`);
-  if (!existsSync(path)) throw new Error(`${path} is missing: build the guests (make -C guests)`);
-  return readFileSync(path);
-}
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
