@@ -22,7 +22,7 @@ export { MAX_VCPUS, MemoryMap, Partition, PartitionConfigError, SBI_KERNEL_BASE,
 export type { BootMode, EptViolation, ExitCounts, Halt, PartitionConfig, StepResult } from "./partition.js";
 export { restorePartition, restoreVcpu, savePartition, saveVcpu } from "./saved-state.js";
 export type { PartitionInfo, RestoreOptions, VcpuState } from "./saved-state.js";
-export { concat, decodeSnapshot, encodeSnapshot, SNAPSHOT_MAJOR, SNAPSHOT_MINOR, SnapshotError } from "./snapshot.js";
+export { concat, decodeSnapshot, encodeSnapshot, snapshotInfo, SNAPSHOT_MAJOR, SNAPSHOT_MINOR, SnapshotError } from "./snapshot.js";
 export type { Section } from "./snapshot.js";
 export { runPartition } from "./adapters/run-loop.js";
 export type { RunOptions } from "./adapters/run-loop.js";

@@ -62,30 +62,55 @@ export function encodeSnapshot(sections: readonly Section[]): Uint8Array[] {
   return [header, ...chunks, trailer];
 }
 
-/** Parses and verifies a snapshot. Returns its sections by id. */
-export function decodeSnapshot(file: Uint8Array): Map<string, Section> {
+/** Checks the header: magic, version, and that the file is as long as it says. Returns (count, body length). */
+function checkHeader(file: Uint8Array): { count: number; bodyLength: number; view: DataView } {
   if (file.length < 8 || !SNAPSHOT_MAGIC.every((b, i) => file[i] === b)) {
     throw new SnapshotError("not a Hyperfleet snapshot (bad magic)");
   }
   if (file.length < HEADER + 4) throw new SnapshotError(`snapshot truncated: ${file.length} bytes, shorter than its header`);
-  const v = new DataView(file.buffer, file.byteOffset, file.byteLength);
-  const major = v.getUint16(8, true);
-  const minor = v.getUint16(10, true);
+  const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
+  const major = view.getUint16(8, true);
+  const minor = view.getUint16(10, true);
   if (major !== SNAPSHOT_MAJOR || minor > SNAPSHOT_MINOR) {
     throw new SnapshotError(`snapshot format ${major}.${minor} is not readable by this build (reads ${SNAPSHOT_MAJOR}.0 to ${SNAPSHOT_MAJOR}.${SNAPSHOT_MINOR})`);
   }
-  const count = v.getUint32(12, true);
-  const bodyLength = Number(v.getBigUint64(16, true));
+  const count = view.getUint32(12, true);
+  const bodyLength = Number(view.getBigUint64(16, true));
   if (count > MAX_SECTIONS) throw new SnapshotError(`snapshot corrupt: ${count} sections`);
   const expected = HEADER + bodyLength + 4;
   if (file.length < expected) throw new SnapshotError(`snapshot truncated: ${file.length} of ${expected} bytes`);
   if (file.length > expected) throw new SnapshotError(`snapshot corrupt: ${file.length - expected} bytes after its end`);
-  const trailer = v.getUint32(expected - 4, true);
+  return { count, bodyLength, view };
+}
+
+/**
+ * Reads only the header and the first section (checked against its own CRC) without reading the rest:
+ * for a caller that needs, say, the memory size before handing the file to the code that restores it
+ * (which verifies the whole file).
+ */
+export function snapshotInfo(file: Uint8Array): Section {
+  const { count, bodyLength } = checkHeader(file);
+  if (count === 0) throw new SnapshotError("snapshot has no sections");
+  return readSections(file, 1, HEADER + bodyLength).sections.values().next().value!;
+}
+
+/** Parses and verifies a snapshot. Returns its sections by id. */
+export function decodeSnapshot(file: Uint8Array): Map<string, Section> {
+  const { count, bodyLength, view } = checkHeader(file);
+  const expected = HEADER + bodyLength + 4;
+  const trailer = view.getUint32(expected - 4, true);
   if (crc32(file.subarray(0, expected - 4)) !== trailer) throw new SnapshotError("snapshot corrupt: checksum mismatch");
+  const { sections, end } = readSections(file, count, HEADER + bodyLength);
+  if (end !== HEADER + bodyLength) throw new SnapshotError("snapshot corrupt: sections do not fill the body");
+  return sections;
+}
+
+/** Reads the first `count` sections (each checked against its CRC) of a body ending at `end`; says where they stop. */
+function readSections(file: Uint8Array, count: number, end: number): { sections: Map<string, Section>; end: number } {
+  const v = new DataView(file.buffer, file.byteOffset, file.byteLength);
   const decoder = new TextDecoder();
   const sections = new Map<string, Section>();
   let p = HEADER;
-  const end = HEADER + bodyLength;
   for (let i = 0; i < count; i++) {
     if (p + 2 > end) throw new SnapshotError(`snapshot corrupt: section ${i} header runs past the end`);
     const idLength = v.getUint16(p, true);
@@ -113,8 +138,7 @@ export function decodeSnapshot(file: Uint8Array): Map<string, Section> {
     }
     p = start + length;
   }
-  if (p !== end) throw new SnapshotError("snapshot corrupt: sections do not fill the body");
-  return sections;
+  return { sections, end: p };
 }
 
 /** Concatenates chunks (for callers that need one buffer). */

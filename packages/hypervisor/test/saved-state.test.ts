@@ -5,7 +5,7 @@ import { guestElf } from "./guests.js";
 import { ManualClock } from "../src/clock.js";
 import { Partition } from "../src/partition.js";
 import { restorePartition, savePartition } from "../src/saved-state.js";
-import { concat, decodeSnapshot, encodeSnapshot, SnapshotError } from "../src/snapshot.js";
+import { concat, decodeSnapshot, encodeSnapshot, snapshotInfo, SnapshotError } from "../src/snapshot.js";
 
 
 
@@ -128,6 +128,19 @@ describe("saved-state - bad files are refused with a clear error", () => {
     expect(restore(noVcpu)).toThrow(/no vcpu\/0 section/);
     const badField = sections.map((s) => (s.id === "partition" && s.kind === "json" ? { ...s, value: { ...(s.value as object), vcpus: "four" } } : s));
     expect(restore(concat(encodeSnapshot(badField)))).toThrow(/section partition: field vcpus is missing or not a number/);
+  });
+
+  it("snapshotInfo reads the partition section alone; damage elsewhere is left to the full decode", () => {
+    const f = good();
+    f[f.length - 100]! ^= 0x01; // inside the memory section, the last one
+    const info = snapshotInfo(f);
+    expect(info.id).toBe("partition");
+    expect(info.kind === "json" && (info.value as { memoryBytes: number }).memoryBytes).toBe(16 << 20);
+    expect(() => decodeSnapshot(f)).toThrow(/checksum mismatch/);
+    expect(() => snapshotInfo(f.subarray(0, f.length - 1))).toThrow(/truncated/);
+    const g = good();
+    g[40]! ^= 0x01; // inside the partition section itself
+    expect(() => snapshotInfo(g)).toThrow(/section partition checksum mismatch/);
   });
 
   it("a memory section that disagrees with the partition size", () => {

@@ -1,7 +1,7 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import {
-  FramePool, PAGE_SIZE, PartitionConfigError, SnapshotError, VmError, VmWorker, WorkerState, decodeSnapshot, type Halt,
+  FramePool, PAGE_SIZE, PartitionConfigError, SnapshotError, VmError, VmWorker, WorkerState, snapshotInfo, type Halt,
 } from "@hyperfleet/hypervisor";
 import { ElfError, parseElf } from "@hyperfleet/riscv";
 import { parseSize } from "./size.js";
@@ -91,8 +91,9 @@ export async function runCommand(elfPath: string | undefined, options: RunComman
   if (options.restore !== undefined) {
     snapshot = readInput(options.restore);
     try {
-      const info = decodeSnapshot(snapshot).get("partition");
-      if (info?.kind === "json") memoryBytes = (info.value as { memoryBytes: number }).memoryBytes;
+      // header and first section only: the VM worker verifies the whole file as it restores it
+      const info = snapshotInfo(snapshot);
+      if (info.kind === "json" && info.id === "partition") memoryBytes = (info.value as { memoryBytes: number }).memoryBytes;
     } catch (e) {
       if (e instanceof SnapshotError) throw new UsageError(`${options.restore}: ${e.message}`);
       throw e;

@@ -8,7 +8,7 @@ import { Ept } from "../ept.js";
 import type { FramePool } from "../frame-pool.js";
 import { GuestMemory } from "../guest-memory.js";
 import { MemoryMap, type BootMode, type Halt } from "../partition.js";
-import { decodeSnapshot as decodeSections } from "../snapshot.js";
+import { snapshotInfo } from "../snapshot.js";
 import {
   ACK, ARGUMENT, COMMAND, Command, CONTROL_WORDS, REQUEST, STATE, waitAsync,
   type RootMessage, type VmStats, type VmWorkerData, type WorkerMessage, type WorkerState,
@@ -250,14 +250,10 @@ export class VmWorker {
   }
 }
 
-/** Reads the memory size out of a snapshot's partition section, without decoding the rest. */
+/** The memory size from a snapshot's partition section (the worker verifies the whole file). */
 function snapshotMemoryBytes(file: Uint8Array): number {
-  // The worker validates the whole file; here only enough to size the EPT, with the same errors.
-  const sections = decodeSections(file);
-  const info = sections.get("partition");
-  if (info === undefined || info.kind !== "json") throw new VmError("snapshot has no partition section");
-  const bytes = (info.value as { memoryBytes?: unknown }).memoryBytes;
-  if (typeof bytes !== "number") throw new VmError("snapshot partition section has no memory size");
+  const info = snapshotInfo(file);
+  const bytes = info.kind === "json" && info.id === "partition" ? (info.value as { memoryBytes?: unknown }).memoryBytes : undefined;
+  if (typeof bytes !== "number") throw new VmError("snapshot does not start with a partition section giving the memory size");
   return bytes;
 }
-
