@@ -22,6 +22,8 @@ export interface BootOptions {
   pool?: FramePool;
   memSize?: number;
   address?: number;
+  bootargs?: string;
+  symbols?: Record<string, number>;
   onEptViolation?: PartitionConfig["onEptViolation"];
 }
 
@@ -33,13 +35,14 @@ export function boot(code: number[], options: BootOptions = {}): Booted {
     memoryBytes: options.memoryBytes ?? 4 << 20,
     vcpus: options.vcpus ?? 1,
     boot: options.boot ?? "bare",
+    bootargs: options.bootargs ?? "",
     clock,
     pool: options.pool,
     onConsole: (b) => out.push(...b),
     onEptViolation: options.onEptViolation,
   });
   const address = options.address ?? RAM;
-  p.load(parseElf(writeElf({ entry: address, address, code, memSize: options.memSize ?? 0x1000 })));
+  p.load(parseElf(writeElf({ entry: address, address, code, memSize: options.memSize ?? 0x1000, symbols: options.symbols })));
   return { p, clock, console: () => new TextDecoder().decode(Uint8Array.from(out)) };
 }
 

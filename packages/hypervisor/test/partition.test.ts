@@ -1,26 +1,16 @@
-import { parseElf } from "@hyperfleet/riscv";
 import { describe, expect, it } from "vitest";
-import * as asm from "../../riscv/test/asm.js";
-import { writeElf } from "../../riscv/test/elf-writer.js";
 import { ManualClock } from "../src/clock.js";
 import { parseFdt } from "../src/fdt.js";
 import { MemoryMap, Partition, PartitionConfigError } from "../src/partition.js";
+import { asm, boot } from "./lib.js";
 
 const RAM = MemoryMap.ram;
 const UART = MemoryMap.uart;
 
+/** Boots `code` on a 4 MiB partition. */
 function machine(code: number[], options: { harts?: number; bootargs?: string; symbols?: Record<string, number>; memSize?: number } = {}) {
-  const clock = new ManualClock();
-  const console: number[] = [];
-  const m = new Partition({
-    memoryBytes: 4 << 20,
-    vcpus: options.harts ?? 1,
-    bootargs: options.bootargs ?? "",
-    clock,
-    onConsole: (b) => console.push(...b),
-  });
-  m.load(parseElf(writeElf({ entry: RAM, address: RAM, code, memSize: options.memSize ?? 0x2000, symbols: options.symbols })));
-  return { m, clock, console: () => new TextDecoder().decode(Uint8Array.from(console)) };
+  const { p, clock, console } = boot(code, { vcpus: options.harts, bootargs: options.bootargs, symbols: options.symbols, memSize: options.memSize ?? 0x2000 });
+  return { m: p, clock, console };
 }
 
 /** Prints `text` on the UART byte by byte, then powers off with `code`. */
