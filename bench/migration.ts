@@ -60,6 +60,9 @@ interface CaseResult {
   qemuTotalMs?: number;
   qemuDowntimeMs?: number;
   downtimeBreakdownMs?: Record<string, number>;
+  handshakeMs?: number;
+  roundMs?: number[];
+  pagesPerRound?: number[];
 }
 
 async function tcpCeiling(): Promise<number> {
@@ -117,6 +120,9 @@ async function runCase(name: string, natsUrl: string, session: number): Promise<
           downtimeMs: round(result.downtimeMs),
           rounds: result.rounds,
           downtimeBreakdownMs: Object.fromEntries(Object.entries(result.downtimeBreakdownMs).map(([k, v]) => [k, round(v)])),
+          handshakeMs: round(result.handshakeMs),
+          roundMs: result.roundMs.map(round),
+          pagesPerRound: result.pagesPerRound,
         }
       : { ...base, converged: false, reason: result.reason };
   } finally {

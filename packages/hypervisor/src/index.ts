@@ -20,7 +20,7 @@ export { HartState, HypercallDispatcher, SbiError, SbiExtension } from "./hyperc
 export type { HypercallHost, HypercallResult } from "./hypercalls.js";
 export { MAX_VCPUS, MemoryMap, Partition, PartitionConfigError, SBI_KERNEL_BASE, UART_IRQ } from "./partition.js";
 export type { BootMode, EptViolation, ExitCounts, Halt, PartitionConfig, StepResult } from "./partition.js";
-export { restorePartition, restoreVcpu, savePartition, saveVcpu } from "./saved-state.js";
+export { restorePartition, restorePartitionInto, restoreVcpu, savePartition, saveVcpu } from "./saved-state.js";
 export type { PartitionInfo, RestoreOptions, VcpuState } from "./saved-state.js";
 export { concat, decodeSnapshot, encodeSnapshot, snapshotInfo, SNAPSHOT_MAJOR, SNAPSHOT_MINOR, SnapshotError } from "./snapshot.js";
 export type { Section } from "./snapshot.js";

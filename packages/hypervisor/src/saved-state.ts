@@ -154,11 +154,7 @@ export interface RestoreOptions {
 /** Rebuilds a partition from a snapshot; it continues exactly where it was saved. */
 export function restorePartition(file: Uint8Array, options: RestoreOptions): Partition {
   const sections = decodeSnapshot(file);
-  const info = json<PartitionInfo>(sections, "partition", {
-    memoryBytes: "number", vcpus: "number", boot: "string", bootargs: "string", mtimeTicks: "number",
-    fdtAddress: "number", tohost: "number", vcpuStates: "array",
-  });
-  if (info.boot !== "bare" && info.boot !== "sbi") throw new SnapshotError(`section partition: unknown boot mode "${info.boot}"`);
+  const info = partitionInfo(sections);
   const p = new Partition({
     memoryBytes: info.memoryBytes,
     vcpus: info.vcpus,
@@ -169,6 +165,39 @@ export function restorePartition(file: Uint8Array, options: RestoreOptions): Par
     ept: options.ept,
     onConsole: options.onConsole,
   });
+  applyState(p, sections, info, options);
+  return p;
+}
+
+/**
+ * Restores a snapshot into `p`, a partition built beforehand with the same memory size, vCPUs, boot
+ * mode and bootargs that has not run (an incoming migration builds it while pre-copy goes on, so the
+ * switchover pays only for this). A snapshot of another shape is refused.
+ */
+export function restorePartitionInto(p: Partition, file: Uint8Array, options: Omit<RestoreOptions, "clock" | "pool" | "onConsole">): void {
+  const sections = decodeSnapshot(file);
+  const info = partitionInfo(sections);
+  const mismatch =
+    info.memoryBytes !== p.memoryBytes ? `memory ${info.memoryBytes} bytes, the partition has ${p.memoryBytes}`
+    : info.vcpus !== p.harts.length ? `${info.vcpus} vCPUs, the partition has ${p.harts.length}`
+    : info.boot !== p.boot ? `boot mode ${info.boot}, the partition has ${p.boot}`
+    : info.bootargs !== p.bootargs ? "other bootargs than the partition's"
+    : undefined;
+  if (mismatch !== undefined) throw new SnapshotError(`snapshot does not fit the partition: ${mismatch}`);
+  if (options.ept !== undefined && options.ept !== p.ept) throw new SnapshotError("memory in place must be in the partition's own EPT");
+  applyState(p, sections, info, { ...options, ept: p.ept });
+}
+
+function partitionInfo(sections: Map<string, Section>): PartitionInfo {
+  const info = json<PartitionInfo>(sections, "partition", {
+    memoryBytes: "number", vcpus: "number", boot: "string", bootargs: "string", mtimeTicks: "number",
+    fdtAddress: "number", tohost: "number", vcpuStates: "array",
+  });
+  if (info.boot !== "bare" && info.boot !== "sbi") throw new SnapshotError(`section partition: unknown boot mode "${info.boot}"`);
+  return info;
+}
+
+function applyState(p: Partition, sections: Map<string, Section>, info: PartitionInfo, options: Pick<RestoreOptions, "ept" | "memoryInPlace" | "paused">): void {
   p.fdtAddress = info.fdtAddress;
   p.tohostAddress = info.tohost;
   p.vcpuStates = info.vcpuStates;
@@ -192,7 +221,6 @@ export function restorePartition(file: Uint8Array, options: RestoreOptions): Par
   p.setTime(info.mtimeTicks);
   for (const h of p.harts) h.flushTlb();
   p.decodeCache.flush();
-  return p;
 }
 
 function restoreMemory(p: Partition, section: Section | undefined): void {

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { guestElf } from "./guests.js";
 import { ManualClock } from "../src/clock.js";
 import { Partition } from "../src/partition.js";
-import { restorePartition, savePartition } from "../src/saved-state.js";
+import { restorePartition, restorePartitionInto, savePartition } from "../src/saved-state.js";
 import { concat, decodeSnapshot, encodeSnapshot, snapshotInfo, SnapshotError } from "../src/snapshot.js";
 
 
@@ -57,6 +57,42 @@ describe("saved-state - save and restore a whole partition", () => {
     expect(text(whole.out)).toContain("dirtier: heartbeat 3");
     expect(memoryHash(second.p)).toBe(memoryHash(whole.p));
     expect(second.p.instructions).toBe(whole.p.instructions);
+  });
+
+  it("restoring into a partition built beforehand continues exactly like a fresh restore", () => {
+    const whole = start();
+    advance(whole, 16_000);
+    const first = start();
+    advance(first, 5_000);
+    const memory = concat(savePartition(first.p));
+    const state = concat(savePartition(first.p, { memory: false }));
+    // The incoming side of a migration: the partition exists first, memory arrives, then the state.
+    const clock = new ManualClock(first.clock.now());
+    const out = [...first.out];
+    const shell = new Partition({ memoryBytes: 16 << 20, vcpus: 1, bootargs: "rate=20000 ws=4 seconds=3", clock, onConsole: (b) => out.push(...b) });
+    const carrier = restorePartition(memory, { clock: new ManualClock(0) });
+    for (let g = 0; g < carrier.ept.pages; g++) {
+      const page = carrier.guest.page(g);
+      if (page !== undefined) shell.guest.write(shell.guest.base + g * 4096, page);
+    }
+    restorePartitionInto(shell, state, { memoryInPlace: true });
+    advance({ p: shell, clock, out }, 11_000);
+    expect(shell.halted).toEqual(whole.p.halted);
+    expect(text(out)).toBe(text(whole.out));
+    expect(memoryHash(shell)).toBe(memoryHash(whole.p));
+  });
+
+  it("restoring into a partition of another shape is refused, naming the difference", () => {
+    const first = start();
+    advance(first, 100);
+    const state = concat(savePartition(first.p, { memory: false }));
+    const clock = new ManualClock(0);
+    const small = new Partition({ memoryBytes: 8 << 20, vcpus: 1, bootargs: "rate=20000 ws=4 seconds=3", clock });
+    expect(() => restorePartitionInto(small, state, { memoryInPlace: true })).toThrow(/memory 16777216 bytes, the partition has 8388608/);
+    const two = new Partition({ memoryBytes: 16 << 20, vcpus: 2, bootargs: "rate=20000 ws=4 seconds=3", clock });
+    expect(() => restorePartitionInto(two, state, { memoryInPlace: true })).toThrow(/1 vCPUs, the partition has 2/);
+    const other = new Partition({ memoryBytes: 16 << 20, vcpus: 1, bootargs: "rate=1", clock });
+    expect(() => restorePartitionInto(other, state, { memoryInPlace: true })).toThrow(/other bootargs/);
   });
 
   it("restored guest time continues from the saved instant, without a jump", () => {

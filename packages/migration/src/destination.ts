@@ -3,7 +3,8 @@
  *
  * Receiver states:
  *
- *   Handshake --Config, admitted--> Receiving (pages written straight into the new partition's frames)
+ *   Handshake --Config, admitted--> Receiving (pages written straight into the new partition's frames;
+ *       |                                    the VM worker starts beside them, then Standby is sent)
  *       | refused (no memory, name taken...)     | State
  *       v                                        v
  *     Failed <--Abandon / bad frame / link---- Prepared (VM worker restored, paused; nothing runs yet)
@@ -114,11 +115,19 @@ export class MigrationDestination {
           this.ept = new Ept(c.memoryBytes / PAGE_SIZE);
           this.guest = new GuestMemory(this.root.pool, this.ept, MemoryMap.ram);
           this.state = "receiving";
-          // The worker starts now and is ready before pre-copy begins: its start-up (tens to hundreds
-          // of ms) then counts in the migration's total time, never in its downtime.
-          this.spawning = this.child.start({ awaitState: true, ept: this.ept }, { startPaused: true });
-          await this.spawning;
+          // Pre-copy starts at once; the VM worker starts beside it (its start-up takes tens to hundreds
+          // of ms) and says Standby when ready. The source stops the VM only after Standby, so worker
+          // start-up counts in neither the downtime nor, unless pre-copy is quicker, the total time.
           await this.send(this.writer.frame(MessageType.Admit));
+          this.spawning = this.child.start({ awaitState: true, ept: this.ept }, { startPaused: true });
+          this.spawning.then(
+            () => {
+              if (this.state === "receiving") void this.send(this.writer.frame(MessageType.Standby)).catch(() => undefined);
+            },
+            (e: unknown) => {
+              this.queue = this.queue.then(() => this.fail(`the VM worker did not start: ${(e as Error).message}`, true));
+            },
+          );
           return;
         }
         break;

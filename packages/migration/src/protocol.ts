@@ -16,13 +16,15 @@
  *   Start {protocol, capabilities}      Config {memory, vCPUs, boot}
  *   <- Admit | <- Refuse {reason}       (the destination reserves the memory or says why not)
  *   Pages {round, batch} ...            <- Ack {seq} for each Pages (the flow-control window)
+ *                                       <- Standby, once, among the Acks: the destination's VM worker is
+ *                                          built and waits for state; the source stops the VM only after it
  *   State {saved vCPU and device state} <- Prepared (restored, not running)
  *   Complete (the commit point passed)  <- Resumed (running on the destination)
  *   Abandon {reason}, either way, at any time before Complete: the source keeps (or resumes) the VM.
  */
 import { crc32 } from "node:zlib";
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 const MAGIC = 0x4648;
 export const HEADER_BYTES = 20;
 /** A frame must fit NATS's default max_payload (1 MiB) with room to spare. */
@@ -40,11 +42,12 @@ export const enum MessageType {
   Complete = 9,
   Resumed = 10,
   Abandon = 11,
+  Standby = 12,
 }
 
 const TYPE_NAMES: Record<number, string> = {
   1: "Start", 2: "Config", 3: "Admit", 4: "Refuse", 5: "Pages", 6: "Ack", 7: "State", 8: "Prepared", 9: "Complete",
-  10: "Resumed", 11: "Abandon",
+  10: "Resumed", 11: "Abandon", 12: "Standby",
 };
 
 export function typeName(type: number): string {

@@ -77,6 +77,10 @@ export type MigrationResult =
       bytesSent: number;
       rounds: number;
       pagesPerRound: number[];
+      /** Start to admission (the destination reserved memory and readied its VM worker). */
+      handshakeMs: number;
+      /** How long each pre-copy round took (the stop-and-copy round is in the downtime). */
+      roundMs: number[];
     }
   | { ok: false; reason: string; committed: boolean; totalMs: number; bytesSent: number };
 
@@ -114,6 +118,8 @@ export class MigrationSource {
   private failure: Error | undefined;
   private bytesSent = 0;
   private unacked: number[] = [];
+  /** The destination's VM worker is ready for the state (Standby came). */
+  private standby = false;
   private progress: MigrationProgress = {
     phase: "handshake", round: 0, pagesRemaining: 0, dirtyPagesPerSecond: 0, throughputBytesPerSecond: 0, expectedDowntimeMs: 0, etaMs: 0,
   };
@@ -144,7 +150,9 @@ export class MigrationSource {
     this.timers = options.timers ?? systemTimers;
     transport.onFrame((data) => {
       try {
-        this.inbox.push(this.reader.read(data));
+        const frame = this.reader.read(data);
+        if (frame.type === MessageType.Standby) this.standby = true;
+        else this.inbox.push(frame);
       } catch (e) {
         this.failure ??= e as Error;
       }
@@ -172,6 +180,8 @@ export class MigrationSource {
     let committed = false;
     let logging = false;
     const pagesPerRound: number[] = [];
+    const roundMs: number[] = [];
+    let handshakeMs: number;
     try {
       // Handshake and admission
       await this.send(MessageType.Start, json({ protocol: PROTOCOL_VERSION, capabilities: ["delta", "lz4"] }));
@@ -183,6 +193,8 @@ export class MigrationSource {
       if (answer.type === MessageType.Refuse) {
         throw new MigrationError(`the destination refused: ${parseJson<{ reason: string }>(answer, { reason: "string" }).reason}`);
       }
+
+      handshakeMs = now() - started;
 
       // Pre-copy
       await vm.startDirtyLog();
@@ -202,8 +214,9 @@ export class MigrationSource {
         const sentBefore = this.bytesSent;
         pagesPerRound.push(await this.sendPages(round, toSend));
         await this.drain(0);
-        const roundMs = Math.max(1, now() - roundStart);
-        const bandwidth = ((this.bytesSent - sentBefore) / roundMs) * 1000 || 1;
+        const tookMs = Math.max(1, now() - roundStart);
+        roundMs.push(tookMs);
+        const bandwidth = ((this.bytesSent - sentBefore) / tookMs) * 1000 || 1;
         this.progress.throughputBytesPerSecond = bandwidth;
         const bitmap = await vm.getAndClearDirtyLog();
         const syncedAt = now();
@@ -214,7 +227,7 @@ export class MigrationSource {
         // The stop rule, from this round's measurements: sending a page took roundMs / pages (CPU,
         // encoding and network together), and the wire carried `bandwidth` bytes/s.
         const sentPages = pagesPerRound[round - 1]!;
-        const msPerPage = sentPages > 0 ? roundMs / sentPages : 0;
+        const msPerPage = sentPages > 0 ? tookMs / sentPages : 0;
         const bytesPerPage = sentPages > 0 ? (this.bytesSent - sentBefore) / sentPages : PAGE_SIZE;
         const expectedMs = Math.max(toSend.length * msPerPage, ((toSend.length * bytesPerPage) / bandwidth) * 1000);
         this.progress.expectedDowntimeMs = expectedMs;
@@ -225,13 +238,20 @@ export class MigrationSource {
         // the rest is quick to copy or the set no longer shrinks.
         const shrinking = toSend.length < previousDirty * 0.5;
         previousDirty = toSend.length;
-        if (expectedMs <= this.options.downtimeLimitMs && (expectedMs <= QUICK_FINAL_COPY_MS || !shrinking)) break;
+        if (expectedMs <= this.options.downtimeLimitMs && (expectedMs <= QUICK_FINAL_COPY_MS || !shrinking)) {
+          if (this.standby) break;
+          // The destination's worker is still starting: wait for it (the VM keeps running), then
+          // another round sends what was dirtied meanwhile.
+          await this.awaitStandby();
+          continue;
+        }
         const overRounds = round >= this.options.maxRounds;
         const overTime = now() - preCopyStart >= this.options.maxPreCopyMs || now() >= deadline;
         if (overRounds || overTime) {
           if (this.options.whenNoConvergence === "cancel") {
             throw new MigrationError(`did not converge: ${toSend.length} dirty pages need ~${Math.round(expectedMs)} ms, the limit is ${this.options.downtimeLimitMs} ms`);
           }
+          await this.awaitStandby();
           break; // force: stop and copy what is left
         }
       }
@@ -281,6 +301,8 @@ export class MigrationSource {
         bytesSent: this.bytesSent,
         rounds: round,
         pagesPerRound,
+        handshakeMs,
+        roundMs,
       };
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
@@ -339,6 +361,23 @@ export class MigrationSource {
     }
     await flush();
     return count;
+  }
+
+  /** Waits for the destination's Standby (its VM worker is ready), within the peer timeout. */
+  private async awaitStandby(): Promise<void> {
+    const since = this.timers.now();
+    while (!this.standby) {
+      this.check();
+      if (this.timers.now() - since >= this.options.peerTimeoutMs) {
+        throw new MigrationError(`the destination's VM worker was not ready after ${this.options.peerTimeoutMs} ms`);
+      }
+      let cancel = (): void => {};
+      await new Promise<void>((resolve) => {
+        this.waiter = resolve;
+        cancel = this.timers.after(this.options.peerTimeoutMs, resolve);
+      });
+      cancel();
+    }
   }
 
   /** Waits until at most `max` page batches are unacknowledged. */

@@ -18,6 +18,12 @@ export async function twoNodes(bootargs: string, memoryBytes = 32 * MiB): Promis
   return { a, b, vm, console };
 }
 
+/** Appends a VM's console to `console`: what it printed so far, then everything it prints from now on. */
+export function follow(vm: ChildPartition, console: string[]): void {
+  console.push(new TextDecoder().decode(vm.consoleHistory()));
+  vm.onConsole((bytes) => console.push(new TextDecoder().decode(bytes)));
+}
+
 /** Heartbeat counters the dirtier printed, in order. */
 export function heartbeats(console: string[]): number[] {
   return [...console.join("").matchAll(/dirtier: heartbeat (\d+)/g)].map((m) => Number(m[1]));

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { MigrationDestination } from "../src/destination.js";
 import { MigrationSource, type MigrationOptions, type MigrationResult } from "../src/source.js";
 import { memoryLink, type LinkFaults } from "../src/transport.js";
-import { heartbeats, MiB, sleep, twoNodes } from "./lib.js";
+import { follow, heartbeats, MiB, sleep, twoNodes } from "./lib.js";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -81,7 +81,7 @@ describe("migration - a running VM moves and keeps running", () => {
     expect(compared).toBe(true);
     expect(incoming.ok).toBe(true);
     const moved = b.get("vm1")!;
-    moved.onConsole((bytes) => console.push(new TextDecoder().decode(bytes)));
+    follow(moved, console);
     await sleep(1300);
     await runsOnlyOn(moved, [a.get("vm1")]);
     const beats = heartbeats(console);
@@ -103,7 +103,7 @@ describe("migration - a guest writing as fast as it can", () => {
     expect(result.ok, JSON.stringify(result)).toBe(true);
     expect(incoming.ok).toBe(true);
     const moved = b.get("vm1")!;
-    moved.onConsole((bytes) => console.push(new TextDecoder().decode(bytes)));
+    follow(moved, console);
     await sleep(1200);
     await runsOnlyOn(moved, [a.get("vm1")]);
     heartbeats(console).forEach((n, i) => expect(n).toBe(i + 1));
@@ -213,7 +213,7 @@ describe("migration - guest time", () => {
     expect(result.ok).toBe(true);
     const moved = b.get("vm1")!;
     cleanups.push(() => b.destroy("vm1"));
-    moved.onConsole((bytes) => console.push(new TextDecoder().decode(bytes)));
+    follow(moved, console);
     const after = await moved.worker!.stats();
     expect(after.mtimeTicks).toBeGreaterThanOrEqual(before.mtimeTicks);
     // guest time moved by at most the time the migration took, not more

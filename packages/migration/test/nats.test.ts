@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { NatsTransport } from "../src/adapters/nats.js";
 import { MigrationDestination } from "../src/destination.js";
 import { MigrationSource, type MigrationOptions } from "../src/source.js";
-import { heartbeats, NatsServer, sleep, twoNodes } from "./lib.js";
+import { follow, heartbeats, NatsServer, sleep, twoNodes } from "./lib.js";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -48,7 +48,7 @@ describe("migration over NATS", () => {
     expect((await destination.done).ok).toBe(true);
     await a.destroy("vm1");
     const moved = b.get("vm1")!;
-    moved.onConsole((bytes) => console.push(new TextDecoder().decode(bytes)));
+    follow(moved, console);
     await sleep(1200);
     expect(moved.state).toBe("running");
     heartbeats(console).forEach((n, i) => expect(n).toBe(i + 1));

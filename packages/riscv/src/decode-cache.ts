@@ -26,6 +26,8 @@ const WORDS_PER_PAGE = 1024;
  */
 export class DecodeCache {
   private readonly pages: (DecodedPage | undefined)[];
+  /** The pages created so far, densely (flush walks these, not the sparse per-frame array). */
+  private readonly created: DecodedPage[] = [];
   /** 1 where the frame has a decoded page */
   readonly codeFrames: Uint8Array;
   private readonly listeners: CodeFrameListener[] = [];
@@ -50,6 +52,7 @@ export class DecodeCache {
     if (page === undefined) {
       page = { ops: new Int32Array(WORDS_PER_PAGE), imms: new Int32Array(WORDS_PER_PAGE) };
       this.pages[frame] = page;
+      this.created.push(page);
     }
     if (this.codeFrames[frame] === 0) {
       this.codeFrames[frame] = 1;
@@ -84,7 +87,7 @@ export class DecodeCache {
 
   /** Forgets every decoded instruction (FENCE.I, or a write the cache could not observe). */
   flush(): void {
-    for (const page of this.pages) if (page !== undefined) page.ops.fill(0);
+    for (const page of this.created) page.ops.fill(0);
   }
 
   /** Instructions decoded so far (a decode-cache miss counter). */

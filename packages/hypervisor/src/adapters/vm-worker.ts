@@ -10,7 +10,8 @@ import { TICKS_PER_MS } from "../clock.js";
 import { Ept } from "../ept.js";
 import { FramePool } from "../frame-pool.js";
 import { Partition, type Halt } from "../partition.js";
-import { restorePartition, savePartition } from "../saved-state.js";
+import { restorePartition, restorePartitionInto, savePartition } from "../saved-state.js";
+import { concat } from "../snapshot.js";
 import { systemClock } from "./system-clock.js";
 import {
   ACK, ARGUMENT, COMMAND, Command, REQUEST, STATE, WorkerState,
@@ -29,7 +30,15 @@ const onConsole = (bytes: Uint8Array): void => post({ type: "console", bytes }, 
 let partition: Partition;
 
 function build(): void {
-  if (data.snapshot !== undefined) {
+  if (data.awaitState === true) {
+    // The state comes later (an incoming migration's switchover): build the partition now and warm
+    // the restore path on it, so that the switchover only applies vCPU and device state.
+    partition = new Partition({
+      memoryBytes: data.memoryBytes, vcpus: data.vcpus, boot: data.boot, bootargs: data.bootargs, clock: systemClock, pool, ept, onConsole,
+    });
+    partition.freezeTime();
+    restorePartitionInto(partition, concat(savePartition(partition, { memory: false })), { memoryInPlace: true, paused: true });
+  } else if (data.snapshot !== undefined) {
     partition = restorePartition(data.snapshot, {
       clock: systemClock, pool, ept, onConsole, memoryInPlace: data.memoryInPlace, paused: data.startPaused === true,
     });
@@ -52,13 +61,11 @@ function build(): void {
 let stateArrived: ((m: { id: number; snapshot: Uint8Array }) => void) | undefined;
 const stateMessage = new Promise<{ id: number; snapshot: Uint8Array }>((resolve) => (stateArrived = resolve));
 
-if (data.awaitState !== true) {
-  try {
-    build();
-  } catch (e) {
-    post({ type: "error", message: (e as Error).message });
-    process.exit(1);
-  }
+try {
+  build();
+} catch (e) {
+  post({ type: "error", message: (e as Error).message });
+  process.exit(1);
 }
 
 const batch = data.batch ?? 20_000;
@@ -171,7 +178,7 @@ async function main(): Promise<void> {
     post({ type: "ready" });
     const m = await stateMessage;
     try {
-      partition = restorePartition(m.snapshot, { clock: systemClock, pool, ept, onConsole, memoryInPlace: true, paused: true });
+      restorePartitionInto(partition, m.snapshot, { memoryInPlace: true, paused: true });
     } catch (e) {
       post({ type: "error", id: m.id, message: (e as Error).message });
       process.exit(1);
