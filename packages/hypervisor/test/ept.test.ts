@@ -219,6 +219,17 @@ describe("ept - tables and pools in shared memory", () => {
     expect(() => pool.release(0)).toThrow(/bad frame/);
   });
 
+  it("prefault commits the pool without changing a byte of it or its free list", () => {
+    const pool = new FramePool(32 * PAGE_SIZE);
+    const f = pool.allocate();
+    pool.memory.fill(0x5a, f * PAGE_SIZE, (f + 1) * PAGE_SIZE);
+    const before = pool.memory.slice();
+    const free = pool.free;
+    pool.prefault();
+    expect(Buffer.from(pool.memory).equals(Buffer.from(before))).toBe(true);
+    expect(pool.free).toBe(free);
+  });
+
   it("a guest that exhausts host memory stops with a clear reason", () => {
     const pool = new FramePool(8 * PAGE_SIZE);
     // touch 16 pages one after another

@@ -55,6 +55,11 @@ export interface MigrationOptions {
   timers?: Timers;
   /** Memory for the last-sent copies that later rounds send deltas against (default: the guest's RAM, up to 1 GiB). */
   deltaCacheBytes?: number;
+  /**
+   * A cache of last-sent pages that the node keeps across migrations (reserved once, see
+   * `SentPages.reserve`); it is forgotten at the start of this migration. Overrides deltaCacheBytes.
+   */
+  deltaCache?: SentPages;
 }
 
 export interface MigrationProgress {
@@ -107,7 +112,7 @@ export interface SourceVm {
 export class MigrationSource {
   private readonly writer: FrameWriter;
   private readonly reader: FrameReader;
-  private readonly options: Required<Omit<MigrationOptions, "bandwidthLimitBytesPerSecond" | "onProgress" | "commit" | "timers" | "deltaCacheBytes">> &
+  private readonly options: Required<Omit<MigrationOptions, "bandwidthLimitBytesPerSecond" | "onProgress" | "commit" | "timers" | "deltaCacheBytes" | "deltaCache">> &
     Pick<MigrationOptions, "bandwidthLimitBytesPerSecond" | "onProgress" | "commit">;
   private readonly sent: SentPages;
   private readonly timers: Timers;
@@ -144,7 +149,8 @@ export class MigrationSource {
       onProgress: options.onProgress,
       commit: options.commit,
     };
-    this.sent = new SentPages({ budgetBytes: options.deltaCacheBytes ?? Math.min(source.memoryBytes, 1024 * 2 ** 20) });
+    if (options.deltaCache !== undefined) options.deltaCache.forget();
+    this.sent = options.deltaCache ?? new SentPages({ budgetBytes: options.deltaCacheBytes ?? Math.min(source.memoryBytes, 1024 * 2 ** 20) });
     // LZ4 costs CPU time at a few hundred MB/s: it pays only when the link is slower than that.
     this.builder = new BatchBuilder(options.bandwidthLimitBytesPerSecond !== undefined ? {} : { codec: null });
     this.timers = options.timers ?? systemTimers;

@@ -38,6 +38,22 @@ describe("sent-pages - get, set, delete, clear", () => {
     expect(sent.get(3)![0]).toBe(3);
   });
 
+  it("reserve allocates the whole budget up front; forget drops the pages and keeps that memory", () => {
+    const sent = new SentPages({ budgetBytes: 600 * PAGE });
+    sent.reserve();
+    expect(sent.stats().bytesAllocated).toBe(600 * PAGE);
+    for (let g = 0; g < 600; g++) sent.set(g, page(g & 0xff));
+    expect(sent.stats().bytesAllocated).toBe(600 * PAGE);
+    sent.forget();
+    expect(sent.size).toBe(0);
+    expect(sent.get(5)).toBeUndefined();
+    expect(sent.stats().bytesAllocated).toBe(600 * PAGE);
+    // reused slots hold the new pages, never the forgotten ones
+    for (let g = 1000; g < 1600; g++) sent.set(g, page((g * 7) & 0xff));
+    for (let g = 1000; g < 1600; g++) expect(sent.get(g)![100]).toBe((g * 7) & 0xff);
+    expect(sent.stats().evictions).toBe(0);
+  });
+
   it("refuses pages of the wrong length, bad page numbers and bad budgets", () => {
     const sent = new SentPages();
     expect(() => sent.set(1, page(0, PAGE - 1))).toThrow(CodecError);

@@ -4,6 +4,7 @@
  */
 import { concat, decodeSnapshot, PAGE_SIZE, type ChildPartition, type RootPartition } from "@hyperfleet/hypervisor";
 import { afterEach, describe, expect, it } from "vitest";
+import { SentPages } from "../src/codec/index.js";
 import { MigrationDestination } from "../src/destination.js";
 import { MigrationSource, type MigrationOptions, type MigrationResult } from "../src/source.js";
 import { memoryLink, type LinkFaults } from "../src/transport.js";
@@ -230,11 +231,15 @@ describe("migration - back and forth", () => {
   it("20 migrations in a row, alternating nodes, keep the guest's heartbeat counting", async () => {
     const { a, b, vm } = await twoNodes("rate=10000 ws=2", 16 * MiB);
     const printed: string[] = []; // each copy's whole console, in order
+    // Each node keeps one reserved cache of last-sent pages across its migrations, as a node does: a
+    // page remembered from an earlier migration would be a wrong delta base (caught, failing the run).
+    const caches = new Map([a, b].map((r) => [r, new SentPages({ budgetBytes: 16 * MiB })]));
+    for (const c of caches.values()) c.reserve();
     let current = vm;
     let from = a;
     let to = b;
     for (let i = 0; i < 20; i++) {
-      const { result } = await migrate(from, to, current, { downtimeLimitMs: 100 }, {}, 100 + i, printed);
+      const { result } = await migrate(from, to, current, { downtimeLimitMs: 100, deltaCache: caches.get(from)! }, {}, 100 + i, printed);
       expect(result.ok, `migration ${i + 1}: ${JSON.stringify(result)}`).toBe(true);
       current = to.get("vm1")!;
       [from, to] = [to, from];

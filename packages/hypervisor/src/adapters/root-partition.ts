@@ -124,9 +124,13 @@ export class RootPartition {
   readonly pool: FramePool;
   private readonly children = new Map<string, ChildPartition>();
 
-  /** `hostMemoryBytes`: the node's memory for guests (a multiple of 4 KiB, at most 2 GiB). */
-  constructor(hostMemoryBytes: number) {
+  /**
+   * `hostMemoryBytes`: the node's memory for guests (a multiple of 4 KiB, at most 2 GiB).
+   * `prefault`: commit that memory now rather than page by page as guests first touch it.
+   */
+  constructor(hostMemoryBytes: number, options: { prefault?: boolean } = {}) {
     this.pool = new FramePool(hostMemoryBytes);
+    if (options.prefault === true) this.pool.prefault();
   }
 
   /** Guest RAM promised to children that exist. */

@@ -133,6 +133,25 @@ export class SentPages {
     return true;
   }
 
+  /**
+   * Allocates the whole budget now and touches every page of it, so that recording pages later pays
+   * no first-touch page faults (on a virtual machine host one costs ~13 µs per 4 KiB, more than
+   * copying the page). A node keeps one reserved cache and reuses it across migrations (`forget`).
+   */
+  reserve(): void {
+    while (this.views.length < this.capacityPages) this.growSlab();
+    for (const view of this.views) view[0] = 0;
+  }
+
+  /** Forgets every page but keeps the slab memory for the next migration. Counters are kept. */
+  forget(): void {
+    this.slotOf.clear();
+    this.slotState.fill(FREE);
+    this.freeCount = 0;
+    this.slotsInUse = 0;
+    this.hand = 0;
+  }
+
   /** Forgets every page and frees the slab memory. Counters are kept. */
   clear(): void {
     this.slotOf.clear();
