@@ -31,5 +31,6 @@ export { VmError, VmWorker } from "./adapters/vm.js";
 export type { VmOptions } from "./adapters/vm.js";
 export { WorkerState } from "./adapters/vm-protocol.js";
 export type { VmStats } from "./adapters/vm-protocol.js";
+export { SpareWorkers } from "./adapters/spare-workers.js";
 export { ChildPartition, CONSOLE_HISTORY_BYTES, RootPartition, RootPartitionError } from "./adapters/root-partition.js";
 export type { ChildSpec, ChildState } from "./adapters/root-partition.js";

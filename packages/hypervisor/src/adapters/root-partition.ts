@@ -7,6 +7,7 @@
 import type { Ept } from "../ept.js";
 import { FramePool } from "../frame-pool.js";
 import type { BootMode, Halt } from "../partition.js";
+import { SpareWorkers } from "./spare-workers.js";
 import { VmError, VmWorker } from "./vm.js";
 
 export interface ChildSpec {
@@ -36,6 +37,7 @@ export class ChildPartition {
   constructor(
     readonly spec: Required<ChildSpec>,
     private readonly pool: FramePool,
+    private readonly spares?: SpareWorkers,
   ) {}
 
   get state(): ChildState {
@@ -67,6 +69,7 @@ export class ChildPartition {
       ...source,
       startPaused: options.startPaused,
       onConsole: (bytes) => this.console(bytes),
+      spares: this.spares,
     });
     void this.vm.exited.then((h) => (this.halt = h));
   }
@@ -124,13 +127,28 @@ export class RootPartition {
   readonly pool: FramePool;
   private readonly children = new Map<string, ChildPartition>();
 
+  private readonly spares: SpareWorkers | undefined;
+
   /**
    * `hostMemoryBytes`: the node's memory for guests (a multiple of 4 KiB, at most 2 GiB).
    * `prefault`: commit that memory now rather than page by page as guests first touch it.
+   * `spareWorkers`: VM worker threads kept started, so that a VM start or an incoming migration
+   * does not wait for one (0, the default: each VM starts its own).
    */
-  constructor(hostMemoryBytes: number, options: { prefault?: boolean } = {}) {
+  constructor(hostMemoryBytes: number, options: { prefault?: boolean; spareWorkers?: number } = {}) {
     this.pool = new FramePool(hostMemoryBytes);
     if (options.prefault === true) this.pool.prefault();
+    this.spares = options.spareWorkers !== undefined && options.spareWorkers > 0 ? new SpareWorkers(options.spareWorkers) : undefined;
+  }
+
+  /** Spare VM workers started and waiting for a VM. */
+  get spareWorkersReady(): number {
+    return this.spares?.ready ?? 0;
+  }
+
+  /** Stops the spare VM workers (running VMs are not affected). */
+  async close(): Promise<void> {
+    await this.spares?.close();
   }
 
   /** Guest RAM promised to children that exist. */
@@ -159,6 +177,7 @@ export class RootPartition {
     const child = new ChildPartition(
       { name: spec.name, memoryBytes: spec.memoryBytes, vcpus: spec.vcpus ?? 1, boot: spec.boot ?? "bare", bootargs: spec.bootargs ?? "" },
       this.pool,
+      this.spares,
     );
     this.children.set(spec.name, child);
     return child;

@@ -18,7 +18,11 @@ import {
   waitAsync, type RootMessage, type VmStats, type VmWorkerData, type WorkerMessage,
 } from "./vm-protocol.js";
 
-const data = workerData as VmWorkerData;
+/** A spare worker (see SpareWorkers) gets its VM's data as its first message. */
+const data: VmWorkerData =
+  (workerData as { spare?: boolean } | null)?.spare === true
+    ? await new Promise<VmWorkerData>((resolve) => parentPort!.once("message", (m: { type: "boot"; data: VmWorkerData }) => resolve(m.data)))
+    : (workerData as VmWorkerData);
 const port = parentPort!;
 const control = new Int32Array(data.control);
 const dirtyOut = new Int32Array(data.dirtyOut);

@@ -6,6 +6,7 @@ import { Worker } from "node:worker_threads";
 import { TICKS_PER_MS } from "../clock.js";
 import { Ept } from "../ept.js";
 import type { FramePool } from "../frame-pool.js";
+import type { SpareWorkers } from "./spare-workers.js";
 import { GuestMemory } from "../guest-memory.js";
 import { MemoryMap, type BootMode, type Halt } from "../partition.js";
 import { snapshotInfo } from "../snapshot.js";
@@ -37,6 +38,8 @@ export interface VmOptions {
   onConsole?: (bytes: Uint8Array) => void;
   /** Instructions per vCPU per batch (smaller: quicker commands, more overhead). */
   batch?: number;
+  /** Take an already started worker thread from these (saves its start-up). */
+  spares?: SpareWorkers;
   /** Pause by itself once guest time reaches this (ms); `onPaused` hears of it. */
   pauseAtGuestMs?: number;
   onPaused?: (guestMs: number) => void;
@@ -91,7 +94,12 @@ export class VmWorker {
       batch: options.batch,
       pauseAtTicks: options.pauseAtGuestMs === undefined ? undefined : options.pauseAtGuestMs * TICKS_PER_MS,
     };
-    this.worker = new Worker(new URL("./vm-worker.js", import.meta.url), { workerData: data });
+    if (options.spares !== undefined) {
+      this.worker = options.spares.take();
+      this.worker.postMessage({ type: "boot", data });
+    } else {
+      this.worker = new Worker(new URL("./vm-worker.js", import.meta.url), { workerData: data });
+    }
     const onConsole = options.onConsole ?? (() => {});
     let settle: ((h: Halt) => void) | undefined;
     this.exited = new Promise<Halt>((resolve) => (settle = resolve));
