@@ -29,7 +29,13 @@ import { systemTimers } from "./adapters/system-timers.js";
 import type { Timers } from "./timers.js";
 import type { MigrationTransport } from "./transport.js";
 
-export type NoConvergencePolicy = "force" | "cancel";
+/**
+ * When pre-copy does not converge: "force" stops and copies what is left once the round or time
+ * limit passes (a longer pause); "cancel" gives up (the VM stays on the source); "auto-converge"
+ * throttles the vCPUs (20 %, then +10 % per round that still does not fit, up to 99 %) so the guest
+ * dirties memory more slowly, and forces at the limit.
+ */
+export type NoConvergencePolicy = "force" | "cancel" | "auto-converge";
 
 export interface MigrationOptions {
   /** Longest acceptable pause of the vCPUs. */
@@ -70,6 +76,8 @@ export interface MigrationProgress {
   throughputBytesPerSecond: number;
   expectedDowntimeMs: number;
   etaMs: number;
+  /** Percent of wall time the vCPUs sit out (auto-converge); 0 when not throttled. */
+  throttlePercent: number;
 }
 
 export type MigrationResult =
@@ -89,6 +97,8 @@ export type MigrationResult =
       handshakeMs: number;
       /** How long each pre-copy round took (the stop-and-copy round is in the downtime). */
       roundMs: number[];
+      /** The most the vCPUs were throttled (auto-converge), in percent; 0 if never. */
+      throttlePercentMax: number;
     }
   | { ok: false; reason: string; committed: boolean; totalMs: number; bytesSent: number };
 
@@ -130,6 +140,7 @@ export class MigrationSource {
   private standby = false;
   private progress: MigrationProgress = {
     phase: "handshake", round: 0, pagesRemaining: 0, dirtyPagesPerSecond: 0, throughputBytesPerSecond: 0, expectedDowntimeMs: 0, etaMs: 0,
+    throttlePercent: 0,
   };
 
   constructor(
@@ -186,6 +197,8 @@ export class MigrationSource {
     const cancelTimer = this.timers.after(this.options.timeoutMs, () => this.cancel(`timed out after ${this.options.timeoutMs} ms`));
     const { vm } = this.source;
     let paused = false;
+    let throttle = 0;
+    let throttleMax = 0;
     let committed = false;
     let logging = false;
     const pagesPerRound: number[] = [];
@@ -246,6 +259,7 @@ export class MigrationSource {
         // Under the limit, another round still pays while it shrinks the dirty set well: stop once
         // the rest is quick to copy or the set no longer shrinks.
         const shrinking = toSend.length < previousDirty * 0.5;
+        const stalled = toSend.length > previousDirty * 0.8;
         previousDirty = toSend.length;
         if (expectedMs <= this.options.downtimeLimitMs && (expectedMs <= QUICK_FINAL_COPY_MS || !shrinking)) {
           if (this.standby) break;
@@ -261,7 +275,14 @@ export class MigrationSource {
             throw new MigrationError(`did not converge: ${toSend.length} dirty pages need ~${Math.round(expectedMs)} ms, the limit is ${this.options.downtimeLimitMs} ms`);
           }
           await this.awaitStandby();
-          break; // force: stop and copy what is left
+          break; // force (auto-converge too, at the limit): stop and copy what is left
+        }
+        if (this.options.whenNoConvergence === "auto-converge" && round >= 2 && stalled && throttle < 99) {
+          // The guest dirties memory about as fast as it goes out: slow its vCPUs down, more each round.
+          throttle = throttle === 0 ? 20 : Math.min(99, throttle + 10);
+          await vm.throttle(throttle);
+          this.progress.throttlePercent = throttle;
+          throttleMax = Math.max(throttleMax, throttle);
         }
       }
 
@@ -315,6 +336,7 @@ export class MigrationSource {
         pagesPerRound,
         handshakeMs,
         roundMs,
+        throttlePercentMax: throttleMax,
       };
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
@@ -324,6 +346,7 @@ export class MigrationSource {
         // (straight to the transport: send() refuses once the migration has failed)
         await this.transport.send(this.writer.json(MessageType.Abandon, { reason })).catch(() => undefined);
         if (logging) await vm.stopDirtyLog().catch(() => undefined);
+        if (throttle > 0) await vm.throttle(0).catch(() => undefined);
         if (paused) await vm.resume().catch(() => undefined);
       }
       return { ok: false, reason, committed, totalMs: now() - started, bytesSent: this.bytesSent };

@@ -205,6 +205,68 @@ describe("migration - faults end in a clean abort with the VM still on the sourc
   }, 30_000);
 });
 
+describe("migration - when pre-copy cannot converge", () => {
+  // A max-speed guest re-dirties its whole 4 MiB working set within a round that takes ~25 ms at
+  // 1 MB/s: the dirty set never fits a 5 ms downtime limit unless the guest is slowed down.
+  const hopeless: MigrationOptions = { bandwidthLimitBytesPerSecond: 1_000_000, downtimeLimitMs: 5 };
+
+  it("auto-converge throttles the vCPUs step by step until the rest fits, and the move completes", async () => {
+    const { a, b, vm, console } = await twoNodes("rate=max ws=4", 16 * MiB);
+    cleanups.push(() => destroyAll(a, b));
+    const throttles: number[] = [];
+    const { result, incoming } = await migrate(a, b, vm, {
+      ...hopeless, maxRounds: 40, whenNoConvergence: "auto-converge", onProgress: (p) => throttles.push(p.throttlePercent),
+    });
+    expect(result.ok, JSON.stringify(result)).toBe(true);
+    expect(incoming.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.throttlePercentMax).toBeGreaterThanOrEqual(20);
+    // throttling rose in steps of 10 from 20 and never went down during pre-copy
+    const steps = [...new Set(throttles.filter((t) => t > 0))];
+    expect(steps[0]).toBe(20);
+    steps.forEach((t, i) => i > 0 && expect(t).toBe(Math.min(99, steps[i - 1]! + 10)));
+    // the moved guest runs at full speed again: its dirty loop keeps reporting heartbeats
+    const moved = b.get("vm1")!;
+    follow(moved, console);
+    await runsOnlyOn(moved, [a.get("vm1")]);
+  }, 60_000);
+
+  it("a migration that fails while throttling gives the source VM its full speed back", async () => {
+    const { a, b, vm } = await twoNodes("rate=max ws=4", 16 * MiB);
+    cleanups.push(() => destroyAll(a, b));
+    let throttled = 0;
+    let seen = 0;
+    const { result } = await migrate(
+      a, b, vm,
+      {
+        ...hopeless, maxRounds: 40, whenNoConvergence: "auto-converge",
+        onProgress: (p) => {
+          throttled = p.throttlePercent;
+          // the worker really is throttled (sampled from its own state)
+          if (throttled > 0) void vm.worker!.stats().then((s) => (seen = Math.max(seen, s.throttlePercent)));
+        },
+      },
+      // the destination's link dies once the guest is throttled hard
+      { toSource: { failAt: () => throttled >= 70 } },
+    );
+    expect(result.ok).toBe(false);
+    expect(throttled).toBeGreaterThanOrEqual(70);
+    expect(seen).toBeGreaterThanOrEqual(50);
+    expect((await vm.worker!.stats()).throttlePercent).toBe(0);
+    await runsOnlyOn(vm, []);
+  }, 60_000);
+
+  it("cancel gives up at the round limit and the VM runs on on the source", async () => {
+    const { a, b, vm } = await twoNodes("rate=max ws=4", 16 * MiB);
+    cleanups.push(() => destroyAll(a, b));
+    const { result } = await migrate(a, b, vm, { ...hopeless, maxRounds: 4, whenNoConvergence: "cancel" });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.reason).toMatch(/did not converge/);
+    expect(b.list()).toEqual([]);
+    await runsOnlyOn(vm, []);
+  }, 60_000);
+});
+
 describe("migration - guest time", () => {
   it("a guest asleep in WFI wakes on the destination on time, and its clock never runs backwards", async () => {
     const { a, b, vm, console } = await twoNodes("rate=200 ws=1"); // sleeps in WFI between writes

@@ -30,6 +30,8 @@ export const enum Command {
   DirtySync = 4,
   DirtyStart = 5,
   DirtyStop = 6,
+  /** Argument: percent of wall time the vCPUs sit out (0 to 99); 0 ends throttling. */
+  Throttle = 7,
 }
 
 export const enum WorkerState {
@@ -71,6 +73,8 @@ export interface VmStats {
   instructions: number;
   exits: ExitCounts;
   mtimeTicks: number;
+  /** Percent of wall time the vCPUs sit out (see VmWorker.throttle). */
+  throttlePercent: number;
 }
 
 /** Messages from the worker. */

@@ -85,10 +85,12 @@ function pauseItself(): void {
   post({ type: "paused", mtimeTicks: partition.mtime() });
 }
 let paused = data.startPaused === true;
+/** Percent of wall time the vCPUs sit out (auto-converge of a migration that cannot keep up). */
+let throttlePercent = 0;
 let halt: Halt | undefined;
 
 function stats(): VmStats {
-  return { instructions: partition.instructions, exits: { ...partition.exits }, mtimeTicks: partition.mtime() };
+  return { instructions: partition.instructions, exits: { ...partition.exits }, mtimeTicks: partition.mtime(), throttlePercent };
 }
 
 /** Serves a pending command, if any. Returns after acknowledging it. */
@@ -120,6 +122,9 @@ function serveCommand(): void {
       break;
     case Command.DirtyStop:
       partition.stopDirtyLog();
+      break;
+    case Command.Throttle:
+      throttlePercent = Math.max(0, Math.min(99, Atomics.load(control, ARGUMENT)));
       break;
   }
   Atomics.store(control, ACK, request);
@@ -216,6 +221,9 @@ async function main(): Promise<void> {
       const wakeAt = Math.min(result.wakeAtTicks, pauseAtTicks ?? Infinity);
       const waitMs = (wakeAt - partition.mtime()) / TICKS_PER_MS;
       await waitForCommand(Math.max(0, Math.min(waitMs, 10)));
+    } else if (!paused && throttlePercent > 0) {
+      // Throttled: sit out so that running takes (100 - t)% of wall time; commands still wake us.
+      await waitForCommand((sliceMs * throttlePercent) / (100 - throttlePercent));
     } else {
       await tick();
     }

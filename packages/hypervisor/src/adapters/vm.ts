@@ -165,6 +165,15 @@ export class VmWorker {
     return this.command(Command.Resume);
   }
 
+  /**
+   * Slows the vCPUs down: they sit out `percent` (0 to 99) of wall time, so a guest dirties memory
+   * more slowly (a migration's auto-converge). 0 lets them run at full speed again.
+   */
+  async throttle(percent: number): Promise<void> {
+    if (!Number.isInteger(percent) || percent < 0 || percent > 99) throw new VmError(`throttle: percent must be an integer from 0 to 99, got ${percent}`);
+    await this.command(Command.Throttle, percent);
+  }
+
   /** Halts the guest (exit code `code`) and waits for the worker to end. */
   async stop(code = 0): Promise<Halt> {
     if (this.awaitingState && this.halted === undefined) {
