@@ -8,14 +8,16 @@
  * The reference figures are QEMU 7.2's own migration of the same guest on this kind of machine, with the
  * same 300 ms downtime limit (our ANCHORS table; "–" where QEMU never converges).
  */
+import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { createServer, connect as tcpConnect } from "node:net";
 import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
 import { RootPartition } from "@hyperfleet/hypervisor";
-import { LocalNatsServer, MigrationDestination, MigrationSource, NatsTransport, SentPages, type MigrationResult } from "@hyperfleet/migration";
+import { LocalNatsServer, MigrationSource, NatsTransport, SentPages, type MigrationResult } from "@hyperfleet/migration";
 import { round, table } from "./stats.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -83,27 +85,74 @@ async function tcpCeiling(): Promise<number> {
 }
 
 /**
- * Two nodes as they are in service: host memory committed (prefaulted) when the node starts, a spare
- * VM worker started, and a reserved cache of last-sent pages on the source, reused by every case of
- * one guest RAM size.
- * (Fresh memory costs ~13 µs per 4 KiB page on first touch on this kind of host.)
+ * Two nodes as they are in service, in two processes as in a cluster: host memory committed
+ * (prefaulted) when a node starts, a spare VM worker started, and a reserved cache of last-sent pages
+ * on the source, reused by every case of one guest RAM size. (Fresh memory costs ~13 µs per 4 KiB
+ * page on first touch on this kind of host.) The receiving node is bench/migration-node.ts.
  */
 interface Nodes {
   a: RootPartition;
-  b: RootPartition;
+  b: DestinationNode;
   cache: SentPages;
 }
 
-function nodesFor(ramMiB: number): Nodes {
-  return {
-    a: new RootPartition((ramMiB + 64) * MiB, { prefault: true, spareWorkers: 1 }),
-    b: new RootPartition((ramMiB + 64) * MiB, { prefault: true, spareWorkers: 1 }),
-    cache: (() => {
-      const cache = new SentPages({ budgetBytes: ramMiB * MiB });
-      cache.reserve();
-      return cache;
-    })(),
-  };
+/** The receiving node's process, driven over its stdin/stdout. */
+class DestinationNode {
+  private readonly child: ChildProcess;
+  private readonly lines: Record<string, unknown>[] = [];
+  private wake: (() => void) | undefined;
+
+  constructor(natsUrl: string, memoryMiB: number) {
+    this.child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench", "migration-node.ts"), natsUrl, String(memoryMiB)], {
+      stdio: ["pipe", "pipe", "inherit"],
+    });
+    createInterface({ input: this.child.stdout! }).on("line", (line) => {
+      this.lines.push(JSON.parse(line) as Record<string, unknown>);
+      this.wake?.();
+    });
+    this.child.on("exit", () => this.wake?.());
+  }
+
+  /** The next line with `key` (bounded wait). */
+  async next(key: string, timeoutMs = 120_000): Promise<Record<string, unknown>> {
+    const end = performance.now() + timeoutMs;
+    for (;;) {
+      const i = this.lines.findIndex((l) => key in l);
+      if (i >= 0) return this.lines.splice(i, 1)[0]!;
+      if (this.child.exitCode !== null) throw new Error(`the receiving node exited (${this.child.exitCode})`);
+      if (performance.now() > end) throw new Error(`the receiving node said no "${key}" in ${timeoutMs} ms`);
+      await new Promise<void>((r) => {
+        this.wake = r;
+        setTimeout(r, 100);
+      });
+    }
+  }
+
+  send(line: string): void {
+    this.child.stdin!.write(`${line}\n`);
+  }
+
+  async close(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    this.send("quit");
+    const exited = once(this.child, "exit");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+async function nodesFor(ramMiB: number, natsUrl: string): Promise<Nodes> {
+  const b = new DestinationNode(natsUrl, ramMiB + 64);
+  const cache = new SentPages({ budgetBytes: ramMiB * MiB });
+  cache.reserve();
+  const nodes = { a: new RootPartition((ramMiB + 64) * MiB, { prefault: true, spareWorkers: 1 }), b, cache };
+  await b.next("ready");
+  return nodes;
+}
+
+async function closeNodes(nodes: Nodes): Promise<void> {
+  await Promise.all([nodes.a.close(), nodes.b.close()]);
 }
 
 function ramOf(name: string): number {
@@ -116,7 +165,7 @@ async function runCase(name: string, natsUrl: string, session: number, nodes: No
   const w = WORKLOADS[workload as keyof typeof WORKLOADS];
   const limit = BANDWIDTHS[bw as keyof typeof BANDWIDTHS];
   const { a, b } = nodes;
-  const [ncA, ncB] = await Promise.all([connect({ servers: natsUrl }), connect({ servers: natsUrl })]);
+  const ncA = await connect({ servers: natsUrl });
   try {
     const vm = a.create({ name: "vm", memoryBytes: ramMiB * MiB, bootargs: w.bootargs });
     await vm.start({ image: readFileSync(join(ROOT, "guests", "build", "dirtier.elf")) });
@@ -125,12 +174,10 @@ async function runCase(name: string, natsUrl: string, session: number, nodes: No
     const warmEnd = performance.now() + 15_000;
     await sleep(500);
     while (vm.worker!.ept.presentPages < wsPages && performance.now() < warmEnd) await sleep(200);
-    // a node in service has its spare VM worker up (bounded wait)
-    for (let i = 0; i < 250 && b.spareWorkersReady < 1; i++) await sleep(20);
     const src = new NatsTransport(ncA, session, "source");
-    const dst = new NatsTransport(ncB, session, "destination");
-    await Promise.all([src.ready(), dst.ready()]);
-    const destination = new MigrationDestination(b, dst, session);
+    await src.ready();
+    b.send(`accept ${session}`);
+    await b.next("listening");
     if (vm.state !== "running") throw new Error(`${name}: the guest stopped before the migration (${vm.consoleHistory().length ? new TextDecoder().decode(vm.consoleHistory()).trim() : vm.state})`);
     const spec = vm.spec;
     const result: MigrationResult = await new MigrationSource(
@@ -139,7 +186,9 @@ async function runCase(name: string, natsUrl: string, session: number, nodes: No
       session,
       { downtimeLimitMs: 300, bandwidthLimitBytesPerSecond: limit, maxPreCopyMs: 60_000, whenNoConvergence: "cancel", deltaCache: nodes.cache },
     ).run();
-    await destination.done;
+    const received = await b.next("done");
+    if (result.ok && received.ok !== true) throw new Error(`${name}: the receiving node: ${String(received.reason)}`);
+    await src.close();
     const q = QEMU[name];
     const base = { case: name, totalMs: round(result.totalMs), bytesSent: result.bytesSent, qemuTotalMs: q?.[0], qemuDowntimeMs: q?.[1] };
     return result.ok
@@ -155,8 +204,8 @@ async function runCase(name: string, natsUrl: string, session: number, nodes: No
         }
       : { ...base, converged: false, reason: result.reason };
   } finally {
-    for (const r of [a, b]) for (const c of r.list()) await r.destroy(c.spec.name);
-    await Promise.all([ncA.close(), ncB.close()]);
+    for (const c of a.list()) await a.destroy(c.spec.name);
+    await ncA.close();
   }
 }
 
@@ -174,14 +223,14 @@ export async function migrationBench(args: string[]): Promise<{ table: string; j
     let nodesRam = 0;
     for (const c of cases) {
       if (nodes === undefined || nodesRam !== ramOf(c)) {
-        if (nodes !== undefined) await Promise.all([nodes.a.close(), nodes.b.close()]);
+        if (nodes !== undefined) await closeNodes(nodes);
         nodes = undefined; // let the last size's memory go first
         nodesRam = ramOf(c);
-        nodes = nodesFor(nodesRam);
+        nodes = await nodesFor(nodesRam, server.url);
       }
       results.push(await runCase(c, server.url, session++, nodes));
     }
-    if (nodes !== undefined) await Promise.all([nodes.a.close(), nodes.b.close()]);
+    if (nodes !== undefined) await closeNodes(nodes);
   } finally {
     await server.stop();
   }
@@ -200,6 +249,6 @@ export async function migrationBench(args: string[]): Promise<{ table: string; j
   }
   const text =
     `${table(rows)}\n\nloopback TCP ceiling, same run: ${ceiling.toFixed(0)} MB/s (one connection, 1 MiB writes)\n` +
-    "nodes as in service: host memory committed at node start, a spare VM worker, a reserved last-sent page cache\n";
+    "two node processes as in service: host memory committed at start, a spare VM worker, a reserved last-sent page cache\n";
   return { table: text, json: { bench: "migration", tcpCeilingMBPerSecond: round(ceiling), cases: results } };
 }
