@@ -12,6 +12,7 @@ const benches: Record<string, (args: string[]) => Promise<{ table: string; json:
   cpu: cpuBench,
   hypervisor: hypervisorBench,
   migration: migrationBench,
+  raft: (args) => import("./raft.js").then((m) => m.raftBench(args)),
 };
 
 const [name, ...rest] = process.argv.slice(2);

@@ -1,0 +1,149 @@
+/**
+ * Field validators shared by the command decoder and the snapshot reader. Each returns the value in
+ * its normal form or throws a `ClusterCommandError` whose message names the field (`createVm.spec.vcpus`)
+ * and the rule it breaks. Messages depend only on the input, so every member writes the same one.
+ */
+import { ClusterCommandError } from "./errors.js";
+import type { Capacity, VmSpec } from "./types.js";
+import { BOOT_MODES, RESTART_POLICIES, VM_PRIORITIES } from "./types.js";
+
+export const ID_CHARS_MAX = 64;
+export const ADDRESS_CHARS_MAX = 256;
+export const IMAGE_CHARS_MAX = 1024;
+export const BOOTARGS_CHARS_MAX = 4096;
+export const LABELS_MAX = 32;
+export const LABEL_VALUE_CHARS_MAX = 128;
+export const PAGE_BYTES = 4096;
+export const VM_VCPUS_MAX = 64;
+export const NODE_VCPUS_MAX = 4096;
+/** The most nodes the cluster state holds; a registerNode beyond it is refused (NO_CAPACITY). */
+export const CLUSTER_NODES_MAX = 1024;
+/** The most VMs the cluster state holds; a createVm beyond it is refused (NO_CAPACITY). */
+export const CLUSTER_VMS_MAX = 100_000;
+
+/** Node, VM and group ids: 1 to 64 characters, letters, digits, '.', '_', '-', starting alphanumeric. */
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** Label keys: 1 to 63 characters, letters, digits, '.', '/', '-', alphanumeric at both ends. */
+const LABEL_KEY_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9./-]{0,61}[A-Za-z0-9])?$/;
+/** Addresses: printable ASCII without spaces ("host:port", "[::1]:7000", "nats://h:4222"). */
+const ADDRESS_PATTERN = /^[\x21-\x7e]+$/;
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
+
+export type Fields = Readonly<Record<string, unknown>>;
+
+/** A short rendering of an offending value for a message. */
+export function describeValue(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (typeof value === "number") return String(value);
+  if (typeof value === "string") {
+    const shown = value.length > 40 ? `${value.slice(0, 40)}…` : value;
+    return JSON.stringify(shown);
+  }
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return `a ${typeof value}`;
+}
+
+function fail(path: string, rule: string, value: unknown): never {
+  throw new ClusterCommandError(`${path} ${rule}, got ${describeValue(value)}`);
+}
+
+/** A plain object (not null, not an array) whose keys are all in `allowed`. */
+export function record(value: unknown, path: string, allowed: readonly string[]): Fields {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) fail(path, "must be an object", value);
+  const fields = value as Fields;
+  for (const key of Object.keys(fields)) {
+    if (!allowed.includes(key) && fields[key] !== undefined) throw new ClusterCommandError(`${path} has an unknown field ${JSON.stringify(key)}`);
+  }
+  return fields;
+}
+
+export function id(value: unknown, path: string): string {
+  if (typeof value !== "string" || !ID_PATTERN.test(value)) {
+    fail(path, `must be 1 to ${ID_CHARS_MAX} letters, digits, '.', '_' or '-', starting with a letter or digit`, value);
+  }
+  return value;
+}
+
+/** `null` when absent. */
+export function optionalId(value: unknown, path: string): string | null {
+  return value === undefined || value === null ? null : id(value, path);
+}
+
+export function safeInteger(value: unknown, path: string, min: number, max: number = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min || value > max) {
+    fail(path, max === Number.MAX_SAFE_INTEGER ? `must be an integer ≥ ${min}` : `must be an integer from ${min} to ${max}`, value);
+  }
+  return value;
+}
+
+/** `null` when absent. */
+export function optionalSafeInteger(value: unknown, path: string, min: number): number | null {
+  return value === undefined || value === null ? null : safeInteger(value, path, min);
+}
+
+export function oneOf<T extends string>(value: unknown, values: readonly T[], path: string): T {
+  if (typeof value !== "string" || !(values as readonly string[]).includes(value)) fail(path, `must be one of ${values.join(", ")}`, value);
+  return value as T;
+}
+
+export function text(value: unknown, path: string, minChars: number, maxChars: number): string {
+  if (typeof value !== "string") fail(path, "must be a string", value);
+  if (value.length < minChars || value.length > maxChars) fail(path, `must be ${minChars} to ${maxChars} characters long`, value);
+  if (CONTROL_CHARS.test(value)) fail(path, "must not contain control characters", value);
+  return value;
+}
+
+export function address(value: unknown, path: string): string {
+  if (typeof value !== "string" || value.length > ADDRESS_CHARS_MAX || !ADDRESS_PATTERN.test(value)) {
+    fail(path, `must be 1 to ${ADDRESS_CHARS_MAX} printable ASCII characters without spaces`, value);
+  }
+  return value;
+}
+
+/** Labels in normal form: a fresh object with its keys sorted. `{}` when absent. */
+export function labels(value: unknown, path: string): Readonly<Record<string, string>> {
+  if (value === undefined || value === null) return Object.freeze({});
+  if (typeof value !== "object" || Array.isArray(value)) fail(path, "must be an object of strings", value);
+  const keys = Object.keys(value).sort();
+  if (keys.length > LABELS_MAX) throw new ClusterCommandError(`${path} has ${keys.length} labels, more than ${LABELS_MAX}`);
+  const out: Record<string, string> = {};
+  for (const key of keys) {
+    if (!LABEL_KEY_PATTERN.test(key)) fail(`${path} key`, "must be 1 to 63 letters, digits, '.', '/' or '-', alphanumeric at both ends", key);
+    out[key] = text((value as Fields)[key], `${path}.${key}`, 0, LABEL_VALUE_CHARS_MAX);
+  }
+  return Object.freeze(out);
+}
+
+/** A node's capacity: any positive byte count, 1 to 4096 pCPUs. */
+export function nodeCapacity(value: unknown, path: string): Capacity {
+  const f = record(value, path, ["memoryBytes", "vcpus"]);
+  return Object.freeze({
+    memoryBytes: safeInteger(f["memoryBytes"], `${path}.memoryBytes`, 1),
+    vcpus: safeInteger(f["vcpus"], `${path}.vcpus`, 1, NODE_VCPUS_MAX),
+  });
+}
+
+const SPEC_FIELDS = ["memoryBytes", "vcpus", "image", "bootMode", "bootargs", "antiAffinityGroup", "affinityGroup", "priority", "restartPolicy"] as const;
+
+/**
+ * A VM spec in normal form. Defaults for absent fields: bootargs "", no groups, priority "normal",
+ * restart policy "restart". Memory must be a positive multiple of 4 KiB, vCPUs 1 to 64.
+ */
+export function vmSpec(value: unknown, path: string): VmSpec {
+  const f = record(value, path, SPEC_FIELDS);
+  const memoryBytes = safeInteger(f["memoryBytes"], `${path}.memoryBytes`, PAGE_BYTES);
+  if (memoryBytes % PAGE_BYTES !== 0) fail(`${path}.memoryBytes`, `must be a multiple of ${PAGE_BYTES}`, memoryBytes);
+  return Object.freeze({
+    memoryBytes,
+    vcpus: safeInteger(f["vcpus"], `${path}.vcpus`, 1, VM_VCPUS_MAX),
+    image: text(f["image"], `${path}.image`, 1, IMAGE_CHARS_MAX),
+    bootMode: oneOf(f["bootMode"], BOOT_MODES, `${path}.bootMode`),
+    bootargs: f["bootargs"] === undefined ? "" : text(f["bootargs"], `${path}.bootargs`, 0, BOOTARGS_CHARS_MAX),
+    antiAffinityGroup: optionalId(f["antiAffinityGroup"], `${path}.antiAffinityGroup`),
+    affinityGroup: optionalId(f["affinityGroup"], `${path}.affinityGroup`),
+    priority: f["priority"] === undefined ? "normal" : oneOf(f["priority"], VM_PRIORITIES, `${path}.priority`),
+    restartPolicy: f["restartPolicy"] === undefined ? "restart" : oneOf(f["restartPolicy"], RESTART_POLICIES, `${path}.restartPolicy`),
+  });
+}
