@@ -353,7 +353,7 @@ describe("processes", () => {
     );
     expect(config).toMatchObject({
       id: "n2", clusterId: "c9", dataDir: "/d/n2", listenRaft: { host: "127.0.0.1", port: 7002 }, listenKv: { host: "::1", port: 8002 },
-      initialVoters: ["n1", "n2", "n3"], tickMs: 20, electionTicks: 8,
+      initialVoters: ["n1", "n2", "n3"], tickMs: 20, electionTicks: 40, heartbeatTicks: 5,
     });
     expect(config.peers[2]).toEqual({ id: "n3", peerAddress: "127.0.0.1:7003", clientAddress: "" });
     expect(() => parseKvNodeConfig(["--id", "n1"], {})).toThrow(KvNodeConfigError);
