@@ -403,6 +403,9 @@ export class MigrationSource {
     const since = this.timers.now();
     while (!this.standby) {
       this.check();
+      // The destination may give up meanwhile (its Abandon waits in the inbox behind any Acks).
+      const abandon = this.inbox.find((f) => f.type === MessageType.Abandon);
+      if (abandon !== undefined) throw abandoned(abandon);
       if (this.timers.now() - since >= this.options.peerTimeoutMs) {
         throw new MigrationError(`the destination's VM worker was not ready after ${this.options.peerTimeoutMs} ms`);
       }
@@ -454,9 +457,7 @@ export class MigrationSource {
       this.check();
       const f = this.inbox.shift();
       if (f !== undefined) {
-        if (f.type === MessageType.Abandon) {
-          throw new MigrationError(`the destination abandoned: ${parseJson<{ reason: string }>(f, { reason: "string" }).reason}`);
-        }
+        if (f.type === MessageType.Abandon) throw abandoned(f);
         if (!types.includes(f.type)) throw new ProtocolError(`unexpected ${typeName(f.type)} from the destination`);
         return f;
       }
@@ -491,6 +492,10 @@ export class MigrationSource {
   private report(): void {
     this.options.onProgress?.({ ...this.progress });
   }
+}
+
+function abandoned(f: Frame): MigrationError {
+  return new MigrationError(`the destination abandoned: ${parseJson<{ reason: string }>(f, { reason: "string" }).reason}`);
 }
 
 function json(value: unknown): Uint8Array {
