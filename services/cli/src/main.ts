@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { runCommand, UsageError } from "./run.js";
+import { registerOperatorCommands } from "./commands/index.js";
 
 function integer(name: string, min: number, max: number) {
   return (value: string): string => {
@@ -30,6 +31,18 @@ program
   .option("--stats", "print instructions retired, MIPS and exits on stderr at exit")
   .action(async (elf: string | undefined, options) => {
     process.exitCode = await runCommand(elf, options);
+  });
+
+registerOperatorCommands(program);
+
+program
+  .command("up")
+  .description("start a local cluster: a nats-server and N fleetd nodes on loopback (Ctrl-C stops it)")
+  .option("--nodes <n>", "number of nodes (1-9)", integer("--nodes", 1, 9), "3")
+  .option("--dir <dir>", "data, logs and cluster.json", ".hyperfleet")
+  .option("--memory-mib <mib>", "guest memory per node, MiB", integer("--memory-mib", 16, 2047), "512")
+  .action(async (options: { nodes: string; dir: string; memoryMib: string }) => {
+    process.exitCode = await (await import("./up.js")).upCommand(options);
   });
 
 try {

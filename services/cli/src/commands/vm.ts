@@ -1,0 +1,222 @@
+/**
+ * `hyperfleet vm ...`: create, start, stop, pause, resume, list, show, console, migrate and delete
+ * VMs through the management API.
+ */
+import { Option, type Command } from "commander";
+import type { Vm, VmPriority } from "@hyperfleet/api";
+import { enumText, formatBytes, formatDuration, formatKeyValue, formatTable, printJson, printLine } from "../output.js";
+import { attachConsole, type ConsoleOptions } from "./console.js";
+import { commandGroup, runOperatorCommand, withCommonOptions, type CommonOptions } from "./connection.js";
+import { migrateVm, type MigrateOptions } from "./migrate.js";
+import { UsageError } from "../run.js";
+import { memoryBytesOf, stopTimeoutMsOf, vcpusOf } from "./values.js";
+
+const PRIORITIES: Record<string, VmPriority> = { high: "VM_PRIORITY_HIGH", normal: "VM_PRIORITY_NORMAL", low: "VM_PRIORITY_LOW" };
+
+/** How much longer than the guest's shutdown time a stop call may take before the CLI gives up. */
+const STOP_CALL_MARGIN_MS = 10_000;
+
+interface CreateOptions extends CommonOptions {
+  memory: string;
+  vcpus: string;
+  image: string;
+  bootargs: string;
+  sbi?: boolean;
+  antiAffinity?: string;
+  priority: string;
+  restart: boolean;
+  start: boolean;
+}
+
+interface ListOptions extends CommonOptions {
+  node?: string;
+}
+
+interface StopOptions extends CommonOptions {
+  force?: boolean;
+  timeout?: string;
+}
+
+interface DeleteOptions extends CommonOptions {
+  force?: boolean;
+}
+
+export function stateText(vm: Vm): string {
+  const state = enumText(vm.state, "VM_STATE_");
+  return vm.migrationId === "" ? state : `${state} (migrating)`;
+}
+
+function nodeText(vm: Vm): string {
+  return vm.owner === "" ? "-" : vm.owner;
+}
+
+/** The rows of `vm list`, one per VM. */
+export function vmTable(vms: readonly Vm[], nowMs: number): string {
+  const headers = ["NAME", "STATE", "NODE", "MEMORY", "VCPUS", "IMAGE", "PRIORITY", "EPOCH", "AGE"];
+  const rows = vms.map((vm) => [
+    vm.name,
+    stateText(vm),
+    nodeText(vm),
+    formatBytes(vm.spec.memoryBytes),
+    String(vm.spec.vcpus),
+    vm.spec.image,
+    enumText(vm.spec.priority, "VM_PRIORITY_"),
+    String(vm.epoch),
+    formatDuration(nowMs - vm.createdAtMs),
+  ]);
+  return formatTable(headers, rows);
+}
+
+/** `vm show`: every field of a VM, one per line. */
+export function vmDetails(vm: Vm, nowMs: number): string {
+  const pairs: [string, string][] = [
+    ["Name", vm.name],
+    ["State", enumText(vm.state, "VM_STATE_")],
+    ["Desired state", enumText(vm.desiredState, "VM_DESIRED_STATE_")],
+    ["Node", nodeText(vm)],
+    ["Epoch", String(vm.epoch)],
+    ["Memory", formatBytes(vm.spec.memoryBytes)],
+    ["vCPUs", String(vm.spec.vcpus)],
+    ["Image", vm.spec.image],
+    ["Boot mode", enumText(vm.spec.bootMode, "BOOT_MODE_")],
+    ["Boot args", vm.spec.bootargs],
+    ["Anti-affinity group", vm.spec.antiAffinityGroup],
+    ["Priority", enumText(vm.spec.priority, "VM_PRIORITY_")],
+    ["Restart policy", enumText(vm.spec.restartPolicy, "RESTART_POLICY_")],
+    ["Migration", vm.migrationId],
+    ["Created", `${new Date(vm.createdAtMs).toISOString()} (${formatDuration(nowMs - vm.createdAtMs)} ago)`],
+  ];
+  if (vm.pendingReason !== "") pairs.splice(2, 0, ["Pending because", vm.pendingReason]);
+  return formatKeyValue(pairs);
+}
+
+/** One line after a change: "started web: running on n1". */
+function changed(verb: string, vm: Vm): string {
+  return `${verb} ${vm.name}: ${stateText(vm)}${vm.owner === "" ? "" : ` on ${vm.owner}`}`;
+}
+
+function report(options: CommonOptions, verb: string, vm: Vm): void {
+  if (options.json) printJson(vm);
+  else printLine(changed(verb, vm));
+}
+
+/** Adds the `vm` command and its subcommands to `program`. */
+export function registerVmCommands(parent: Command): void {
+  const vm = commandGroup(parent, "vm").description("create, run, inspect and move VMs");
+
+  withCommonOptions(vm.command("create").argument("<name>", "the VM's name (lowercase letters, digits and '-')"))
+    .description("create a VM (and start it, unless --no-start)")
+    .option("--memory <size>", "RAM size (K/M/G suffix; no suffix means MiB)", "128M")
+    .option("--vcpus <n>", "number of virtual processors", "1")
+    .requiredOption("--image <image>", "the guest image to boot")
+    .option("--bootargs <text>", "kernel command line", "")
+    .option("--sbi", "boot as SBI firmware: the image is a kernel started in S-mode")
+    .option("--anti-affinity <group>", "never place this VM on a node with another VM of the group")
+    .addOption(new Option("--priority <priority>", "who keeps running when capacity runs out").choices(Object.keys(PRIORITIES)).default("normal"))
+    .option("--no-restart", "leave the VM stopped when its node fails (default: restart it elsewhere)")
+    .option("--no-start", "create the VM stopped")
+    .action((name: string, options: CreateOptions) =>
+      runOperatorCommand(options, async (cluster) => {
+        const memoryBytes = memoryBytesOf("--memory", options.memory);
+        const vcpus = vcpusOf(options.vcpus);
+        const created = await cluster.call((c, o) =>
+          c.createVm(
+            {
+              name,
+              memoryBytes,
+              vcpus,
+              image: options.image,
+              bootMode: options.sbi ? "BOOT_MODE_SBI" : "BOOT_MODE_BARE",
+              bootargs: options.bootargs,
+              antiAffinityGroup: options.antiAffinity ?? "",
+              priority: PRIORITIES[options.priority]!,
+              restartPolicy: options.restart ? "RESTART_POLICY_RESTART" : "RESTART_POLICY_DO_NOT_RESTART",
+              start: options.start,
+            },
+            o,
+          ),
+        );
+        report(options, "created", created);
+      }),
+    );
+
+  withCommonOptions(vm.command("list"))
+    .description("list VMs")
+    .option("--node <node>", "only the VMs on this node")
+    .action((options: ListOptions) =>
+      runOperatorCommand(options, async (cluster) => {
+        const { vms } = await cluster.call((c, o) => c.listVms({ node: options.node ?? "" }, o));
+        if (options.json) printJson(vms);
+        else printLine(vmTable(vms, Date.now()));
+      }),
+    );
+
+  withCommonOptions(vm.command("show").argument("<name>", "the VM"))
+    .description("show everything about one VM")
+    .action((name: string, options: CommonOptions) =>
+      runOperatorCommand(options, async (cluster) => {
+        const found = await cluster.call((c, o) => c.getVm({ name }, o));
+        if (options.json) printJson(found);
+        else printLine(vmDetails(found, Date.now()));
+      }),
+    );
+
+  withCommonOptions(vm.command("start").argument("<name>", "the VM"))
+    .description("start a stopped VM")
+    .action((name: string, options: CommonOptions) =>
+      runOperatorCommand(options, async (cluster) => report(options, "started", await cluster.call((c, o) => c.startVm({ name }, o)))),
+    );
+
+  withCommonOptions(vm.command("stop").argument("<name>", "the VM"))
+    .description("shut a VM down (the guest is asked first; --force turns it off)")
+    .option("--force", "turn the VM off without asking the guest")
+    .option("--timeout <seconds>", "how long the guest has to shut down before it is turned off (default: the server's)")
+    .action((name: string, options: StopOptions) =>
+      runOperatorCommand(options, async (cluster) => {
+        if (options.force && options.timeout !== undefined) throw new UsageError("--timeout is for a clean shutdown: --force turns the VM off at once");
+        const timeoutMs = options.timeout === undefined ? 0 : stopTimeoutMsOf(options.timeout);
+        const stopped = await cluster.call(
+          (c, o) => c.stopVm({ name, force: options.force === true, timeoutMs }, o),
+          timeoutMs === 0 ? {} : { timeoutMs: timeoutMs + STOP_CALL_MARGIN_MS },
+        );
+        report(options, "stopped", stopped);
+      }),
+    );
+
+  withCommonOptions(vm.command("pause").argument("<name>", "the VM"))
+    .description("pause a running VM (its memory stays)")
+    .action((name: string, options: CommonOptions) =>
+      runOperatorCommand(options, async (cluster) => report(options, "paused", await cluster.call((c, o) => c.pauseVm({ name }, o)))),
+    );
+
+  withCommonOptions(vm.command("resume").argument("<name>", "the VM"))
+    .description("resume a paused VM")
+    .action((name: string, options: CommonOptions) =>
+      runOperatorCommand(options, async (cluster) => report(options, "resumed", await cluster.call((c, o) => c.resumeVm({ name }, o)))),
+    );
+
+  withCommonOptions(vm.command("delete").argument("<name>", "the VM"))
+    .description("delete a stopped VM")
+    .option("--force", "delete it even if it is running")
+    .action((name: string, options: DeleteOptions) =>
+      runOperatorCommand(options, async (cluster) => {
+        await cluster.call((c, o) => c.deleteVm({ name, force: options.force === true }, o));
+        if (options.json) printJson({ name, deleted: true });
+        else printLine(`deleted ${name}`);
+      }),
+    );
+
+  withCommonOptions(vm.command("console").argument("<name>", "the VM"))
+    .description("attach to a VM's serial console: its history, then live output; what you type goes to the guest; Ctrl-] detaches")
+    .action((name: string, options: ConsoleOptions) => runOperatorCommand(options, (cluster) => attachConsole(cluster, name, options)));
+
+  withCommonOptions(vm.command("migrate").argument("<name>", "the VM"))
+    .description("move a VM to another node while it runs, showing each copy round")
+    .option("--to <node>", "the target node (default: the cluster chooses)")
+    .option("--quick", "pause, copy and resume in one go (no pre-copy rounds)")
+    .option("--downtime-limit <ms>", "longest pause allowed for the final copy, in milliseconds (default: the server's)")
+    .option("--bandwidth-limit <rate>", "cap the copy rate: 1G, 500M (bits/s) or 125MB/s (bytes/s)")
+    .option("--max-rounds <n>", "most pre-copy rounds before --policy applies (default: the server's)")
+    .addOption(new Option("--policy <policy>", "when the copy does not converge: force the final copy, cancel, or slow the guest").choices(["force", "cancel", "auto-converge"]))
+    .action((name: string, options: MigrateOptions) => runOperatorCommand(options, (cluster) => migrateVm(cluster, name, options)));
+}

@@ -1,0 +1,199 @@
+/**
+ * A local cluster on loopback, as `hyperfleet up` starts it: a nats-server and N fleetd processes on
+ * free ports, data under one directory (`<dir>/<node>/`, logs in `<dir>/<node>.log`), and
+ * `<dir>/cluster.json` ({ apiAddresses, token, natsUrl }) for the other CLI commands.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
+import { createServer } from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { LocalNatsServer } from "@hyperfleet/migration";
+
+export const CLUSTER_FILE = "cluster.json";
+export const NODES_MAX = 9;
+
+export interface LocalClusterOptions {
+  readonly nodes: number;
+  readonly dir: string;
+  readonly memoryMib: number;
+  /** Default 30,000 ms: how long to wait for every node's /healthz. */
+  readonly readyTimeoutMs?: number;
+  /** Guest images (default: fleetd's default, `guests/build`). */
+  readonly imageDir?: string;
+  /** Extra `HYPERFLEET_*` environment for every node. */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export interface LocalNode {
+  readonly id: string;
+  readonly apiAddress: string;
+  readonly raftAddress: string;
+  readonly httpAddress: string;
+  readonly process: ChildProcess;
+}
+
+/** What `<dir>/cluster.json` holds. */
+export interface ClusterFile {
+  readonly apiAddresses: readonly string[];
+  readonly token: string;
+  readonly natsUrl: string;
+}
+
+export class LocalClusterError extends Error {
+  override readonly name = "LocalClusterError";
+}
+
+/** The fleetd program: `dist/main.js` of this package (from `src/` or `dist/` alike). */
+export function fleetdMainPath(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), "..", "dist", "main.js");
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A free loopback TCP port (the operating system's choice). */
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** GET http://address/path: the status code, or 0 when nothing answers. */
+export function httpStatus(address: string, path: string, timeoutMs = 1000): Promise<number> {
+  return new Promise((resolveStatus) => {
+    const req = request(`http://${address}${path}`, { timeout: timeoutMs }, (res) => {
+      res.resume();
+      resolveStatus(res.statusCode ?? 0);
+    });
+    req.on("timeout", () => req.destroy());
+    req.on("error", () => resolveStatus(0));
+    req.end();
+  });
+}
+
+function exited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+export async function stopProcess(child: ChildProcess, graceMs = 5000): Promise<void> {
+  if (exited(child)) return;
+  const gone = new Promise<void>((r) => child.once("exit", () => r()));
+  child.kill("SIGTERM");
+  const timer = new Promise<"late">((r) => setTimeout(() => r("late"), graceMs).unref());
+  if ((await Promise.race([gone, timer])) === "late" && !exited(child)) {
+    child.kill("SIGKILL");
+    await gone;
+  }
+}
+
+export class LocalCluster {
+  private constructor(
+    readonly nats: LocalNatsServer,
+    readonly nodes: readonly LocalNode[],
+    readonly token: string,
+    readonly dir: string,
+  ) {}
+
+  get apiAddresses(): string[] {
+    return this.nodes.map((n) => n.apiAddress);
+  }
+
+  get natsUrl(): string {
+    return this.nats.url;
+  }
+
+  /** Starts everything and resolves once every node answers /healthz with 200; on failure stops what it started. */
+  static async start(options: LocalClusterOptions): Promise<LocalCluster> {
+    if (!Number.isInteger(options.nodes) || options.nodes < 1 || options.nodes > NODES_MAX) {
+      throw new LocalClusterError(`--nodes must be an integer from 1 to ${NODES_MAX}`);
+    }
+    const dir = resolve(options.dir);
+    mkdirSync(dir, { recursive: true });
+    const token = LocalCluster.previousToken(dir) ?? randomBytes(24).toString("hex");
+    const nats = await LocalNatsServer.start();
+    const nodes: LocalNode[] = [];
+    try {
+      const plan: { id: string; api: string; raft: string; http: string }[] = [];
+      for (let i = 1; i <= options.nodes; i++) {
+        plan.push({ id: `n${i}`, api: `127.0.0.1:${await freePort()}`, raft: `127.0.0.1:${await freePort()}`, http: `127.0.0.1:${await freePort()}` });
+      }
+      const peers = plan.map((p) => `${p.id}=${p.raft}`).join(",");
+      for (const p of plan) {
+        const env: NodeJS.ProcessEnv = {
+          ...process.env,
+          ...options.env,
+          HYPERFLEET_ID: p.id,
+          HYPERFLEET_CLUSTER_ID: "local",
+          HYPERFLEET_CLUSTER_TOKEN: token,
+          HYPERFLEET_DATA_DIR: join(dir, p.id),
+          HYPERFLEET_LISTEN_API: p.api,
+          HYPERFLEET_LISTEN_RAFT: p.raft,
+          HYPERFLEET_LISTEN_HTTP: p.http,
+          HYPERFLEET_PEERS: peers,
+          HYPERFLEET_NATS_URL: nats.url,
+          HYPERFLEET_MEMORY_MIB: String(options.memoryMib),
+          ...(options.imageDir !== undefined ? { HYPERFLEET_IMAGE_DIR: options.imageDir } : {}),
+        };
+        const child = spawn(process.execPath, [fleetdMainPath()], { env, stdio: ["ignore", "ignore", "pipe"] });
+        child.stderr?.pipe(createWriteStream(join(dir, `${p.id}.log`), { flags: "a" }));
+        nodes.push({ id: p.id, apiAddress: p.api, raftAddress: p.raft, httpAddress: p.http, process: child });
+      }
+      const cluster = new LocalCluster(nats, nodes, token, dir);
+      await cluster.waitHealthy(options.readyTimeoutMs ?? 30_000);
+      const file: ClusterFile = { apiAddresses: cluster.apiAddresses, token, natsUrl: nats.url };
+      writeFileSync(join(dir, CLUSTER_FILE), `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
+      return cluster;
+    } catch (e) {
+      await Promise.all(nodes.map((n) => stopProcess(n.process, 2000)));
+      await nats.stop();
+      throw e;
+    }
+  }
+
+  private static previousToken(dir: string): string | undefined {
+    const path = join(dir, CLUSTER_FILE);
+    if (!existsSync(path)) return undefined;
+    try {
+      const token = (JSON.parse(readFileSync(path, "utf8")) as Partial<ClusterFile>).token;
+      return typeof token === "string" && /^\S+$/.test(token) ? token : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Resolves once every node still running answers /healthz with 200. */
+  async waitHealthy(timeoutMs: number, nodes: readonly LocalNode[] = this.nodes): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const pending = new Set(nodes);
+    while (pending.size > 0) {
+      for (const n of [...pending]) {
+        if (exited(n.process)) {
+          throw new LocalClusterError(`fleetd ${n.id} exited (code ${n.process.exitCode ?? n.process.signalCode}); see ${join(this.dir, `${n.id}.log`)}`);
+        }
+        if ((await httpStatus(n.httpAddress, "/healthz")) === 200) pending.delete(n);
+      }
+      if (pending.size === 0) break;
+      if (Date.now() > deadline) {
+        throw new LocalClusterError(`not healthy within ${timeoutMs} ms: ${[...pending].map((n) => n.id).join(", ")}`);
+      }
+      await sleep(100);
+    }
+  }
+
+  /** Stops every node (SIGTERM, then SIGKILL after `graceMs`) and the nats-server. */
+  async stop(graceMs = 5000): Promise<void> {
+    await Promise.all(this.nodes.map((n) => stopProcess(n.process, graceMs)));
+    await this.nats.stop();
+  }
+}

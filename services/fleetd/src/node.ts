@@ -1,0 +1,730 @@
+/**
+ * One Hyperfleet node: the root partition, a Raft member replicating the `ClusterState`, a NATS
+ * connection (node-to-node requests and migration traffic), the management API (any node answers;
+ * writes go to the leader) and an HTTP server for `/healthz` and `/metrics`.
+ *
+ * Node-to-node requests over NATS (`hyperfleet.<clusterId>.node.<nodeId>.<what>`):
+ *  - `propose`: the leader proposes the encoded cluster command it receives and answers with its
+ *    result, so a follower can write (register, renew its lease, report a VM, commit a migration);
+ *  - `migrate`: the owner of a VM starts a live migration whose `beginMigration` committed;
+ *  - `receive`: the destination of a migration listens for it (a `MigrationDestination`).
+ * Migration progress and results are published on `hyperfleet.<clusterId>.migration.<id>`.
+ *
+ * The reconcile loop (every `RECONCILE_MS`) makes this node run exactly the VMs it owns at their current
+ * epoch, in their desired state, while it holds a live lease, and reports what they do.
+ */
+import { mkdirSync, readFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { isAbsolute, join } from "node:path";
+import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import type {
+  ApiServer, MigrateRequest, MigrateResponse, Migration, MigrationProgress as ApiMigrationProgress, MigrationResult as ApiMigrationResult,
+  MigrationUpdate,
+} from "@hyperfleet/api";
+import { ApiClient, ApiError, forwardingBackend, rejectionToApiError, startApiServer, type ForwardTarget } from "@hyperfleet/api";
+import type { ClusterCommand, ClusterResult, ClusterSuccess, VmActualState, VmRecord } from "@hyperfleet/cluster";
+import { ClusterState, encodeCommand } from "@hyperfleet/cluster";
+import { RootPartition } from "@hyperfleet/hypervisor";
+import { MigrationDestination, MigrationSource, NatsTransport, type MigrationProgress } from "@hyperfleet/migration";
+import {
+  EntryType, GrpcRaftTransport, NotLeaderError, ProposalOutcomeUnknownError, ProposalRejectedError, RaftNode, type Entry, type MemberInfo,
+} from "@hyperfleet/raft";
+import { emptyProgress, NodeBackend } from "./backend.js";
+import { raftDir, type FleetdConfig } from "./config.js";
+
+export const RECONCILE_MS = 200;
+const NATS_REQUEST_TIMEOUT_MS = 5_000;
+const FINISHED_MIGRATIONS_KEPT = 100;
+const COMMIT_CHECKS_MAX = 50;
+const FAILED_STARTS_KEPT = 10_000;
+const ABORT_ATTEMPTS_MAX = 5;
+
+export interface FleetdLogger {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+/** A node that cannot start (exit 1), or an internal request that failed. */
+export class FleetdError extends Error {
+  override readonly name = "FleetdError";
+}
+
+interface MigrateOrder {
+  vm: string;
+  to: string;
+  epoch: number;
+  migrationId: number;
+  downtimeLimitMs: number;
+  maxRounds: number;
+  bandwidthLimitBytesPerSecond: number;
+}
+
+interface KnownMigration {
+  migration: Migration;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+
+function apiPhase(p: MigrationProgress["phase"]): ApiMigrationProgress["phase"] {
+  switch (p) {
+    case "handshake": return "MIGRATION_PHASE_HANDSHAKE";
+    case "precopy": return "MIGRATION_PHASE_PRECOPY";
+    case "stop-and-copy": return "MIGRATION_PHASE_STOP_AND_COPY";
+    case "commit": return "MIGRATION_PHASE_COMMIT";
+    case "done": return "MIGRATION_PHASE_DONE";
+    case "failed": return "MIGRATION_PHASE_FAILED";
+  }
+}
+
+export class FleetdNode {
+  readonly id: string;
+  readonly state = new ClusterState();
+  readonly root: RootPartition;
+  readonly raft: RaftNode<ClusterResult | null>;
+  private nc!: NatsConnection;
+  private api!: ApiServer;
+  private http!: Server;
+  private readonly subscriptions: Subscription[] = [];
+  private readonly clients = new Map<string, ApiClient>();
+  private reconcileTimer: NodeJS.Timeout | undefined;
+  private leaseTimer: NodeJS.Timeout | undefined;
+  private reconciling = false;
+  private closing = false;
+  /** VMs this node sends away (the reconcile loop leaves them alone). */
+  private readonly outgoing = new Set<string>();
+  /**
+   * VMs arriving here: the `MigrationDestination` alone runs them (it resumes a VM only on Complete,
+   * which the source sends after the transfer committed) until it is done and this node's state
+   * shows the transfer; the reconcile loop leaves them alone until then.
+   */
+  private readonly incoming = new Map<string, { done: boolean }>();
+  /** The epoch at which each local partition came to run here (started, or arrived by migration). */
+  private readonly runEpochs = new Map<string, number>();
+  /** "vm/epoch" of VMs whose start failed at that epoch (not retried until the epoch changes). */
+  private readonly failedStarts = new Set<string>();
+  /** VMs being started or stopped by the reconcile loop now. */
+  private readonly busy = new Set<string>();
+  /** The last report proposed per VM: "epoch/state". */
+  private readonly reported = new Map<string, string>();
+  private readonly known = new Map<string, KnownMigration>();
+  /** Migrations this node sends, by id, and those an operator asked to cancel. */
+  private readonly sources = new Map<number, MigrationSource>();
+  private readonly cancelled = new Set<number>();
+  /** Ids of the migrations this node sends (from the order to the result). */
+  private readonly sending = new Set<number>();
+  private readonly watchers = new Map<string, Set<(u: MigrationUpdate) => void>>();
+  private lastRenewMs = 0;
+  apiAddress = "";
+  httpAddress = "";
+
+  private constructor(readonly config: FleetdConfig, transport: GrpcRaftTransport, raftAddress: string, private readonly log: FleetdLogger, onFatal: (e: Error) => void) {
+    this.id = config.id;
+    this.root = new RootPartition(config.memoryMib * 2 ** 20, { prefault: true, spareWorkers: 1 });
+    const peers: MemberInfo[] = [
+      ...config.peers.filter((p) => p.id !== config.id).map((p) => ({ id: p.id, peerAddress: p.raftAddress, clientAddress: "" })),
+      { id: config.id, peerAddress: raftAddress, clientAddress: "" },
+    ];
+    const state = this.state;
+    mkdirSync(raftDir(config), { recursive: true });
+    this.raft = RaftNode.start<ClusterResult | null>({
+      id: config.id,
+      clusterId: config.clusterId,
+      dataDir: raftDir(config),
+      transport,
+      stateMachine: {
+        apply: (entry: Entry) => {
+          if (entry.type === EntryType.Normal && entry.data.length > 0) return state.apply(entry.index, entry.data);
+          state.skip(entry.index);
+          return null;
+        },
+        snapshot: () => state.snapshot(),
+        restore: (bytes) => state.restore(bytes),
+      },
+      initialVoters: config.initialVoters,
+      peers,
+      tickMs: config.tickMs,
+      electionTicks: config.electionTicks,
+      heartbeatTicks: config.heartbeatTicks,
+      logger: { info: (line) => log.info(line), warn: (line) => log.warn(line) },
+      onFatal,
+    });
+  }
+
+  /** Starts every part of the node; resolves once the API and HTTP servers listen. */
+  static async start(config: FleetdConfig, log: FleetdLogger, onFatal: (e: Error) => void): Promise<FleetdNode> {
+    const transport = new GrpcRaftTransport({ clusterId: config.clusterId, id: config.id, clusterToken: config.clusterToken });
+    const raftAddress = await transport.listen(config.listenRaft);
+    const node = new FleetdNode(config, transport, raftAddress.address, log, onFatal);
+    await node.startServices();
+    return node;
+  }
+
+  private subject(node: string, what: string): string {
+    return `hyperfleet.${this.config.clusterId}.node.${node}.${what}`;
+  }
+
+  private migrationSubject(id: string): string {
+    return `hyperfleet.${this.config.clusterId}.migration.${id}`;
+  }
+
+  private async startServices(): Promise<void> {
+    this.nc = await connect({ servers: this.config.natsUrl, name: `fleetd-${this.id}` });
+    this.serve("propose", async (data) => {
+      if (!this.raft.isLeader()) return { error: "UNAVAILABLE", message: `node ${this.id} is not the leader` };
+      try {
+        return { result: await this.raft.propose(data) };
+      } catch (e) {
+        const err = this.raftError(e);
+        return { error: err.code, message: err.message };
+      }
+    });
+    this.serve("migrate", async (data) => {
+      const order = JSON.parse(fromUtf8.decode(data)) as MigrateOrder;
+      const child = this.root.get(order.vm);
+      const vm = this.state.getVm(order.vm);
+      if (child === undefined || child.worker === undefined || child.state !== "running" || vm === null || vm.owner !== this.id || this.outgoing.has(order.vm)) {
+        return { error: "FAILED_PRECONDITION", message: `vm ${order.vm} does not run on node ${this.id}` };
+      }
+      this.outgoing.add(order.vm);
+      this.sending.add(order.migrationId);
+      void this.runSource(order, vm).finally(() => {
+        this.outgoing.delete(order.vm);
+        this.sending.delete(order.migrationId);
+      });
+      return { ok: true };
+    });
+    this.serve("cancel", async (data) => {
+      const { migrationId } = JSON.parse(fromUtf8.decode(data)) as { migrationId: number };
+      if (!this.sending.has(migrationId)) return { error: "FAILED_PRECONDITION", message: `migration ${migrationId} is not being sent by node ${this.id}` };
+      this.cancelled.add(migrationId);
+      // before its MigrationSource exists, runSource sees `cancelled` and cancels it at creation
+      this.sources.get(migrationId)?.cancel("cancelled by the operator");
+      return { ok: true };
+    });
+    this.serve("receive", async (data) => {
+      const { vm, session } = JSON.parse(fromUtf8.decode(data)) as { vm: string; session: number };
+      if (this.root.get(vm) !== undefined) return { error: "ALREADY_EXISTS", message: `node ${this.id} already holds a partition ${vm}` };
+      const transport = new NatsTransport(this.nc, session, "destination");
+      await transport.ready();
+      const arrival = { done: false };
+      this.incoming.set(vm, arrival);
+      const destination = new MigrationDestination(this.root, transport, session);
+      void destination.done.then(async (result) => {
+        await transport.close();
+        if (result.ok) arrival.done = true;
+        else {
+          this.incoming.delete(vm);
+          this.log.warn(`incoming migration of ${vm} failed: ${result.reason}`);
+        }
+        // on success the reconcile loop forgets `vm` from `incoming` once this node's state shows it as the owner
+      });
+      return { ok: true };
+    });
+    const all = this.nc.subscribe(`${this.migrationSubject("*")}`, {
+      callback: (err, msg) => {
+        if (err !== null) return;
+        const update = JSON.parse(fromUtf8.decode(msg.data)) as { migration: Migration; update: MigrationUpdate };
+        this.remember(update.migration);
+        for (const w of this.watchers.get(update.migration.id) ?? []) w(update.update);
+      },
+    });
+    this.subscriptions.push(all);
+    await this.nc.flush();
+
+    const local = new NodeBackend(this);
+    const backend = forwardingBackend(local, () => this.raft.isLeader(), () => this.leaderClient());
+    this.api = await startApiServer({
+      backend,
+      host: this.config.listenApi.host,
+      port: this.config.listenApi.port,
+      clusterToken: this.config.clusterToken,
+      logger: { warn: (f, m) => this.log.warn(`${m} ${JSON.stringify(f)}`), error: (f, m) => this.log.warn(`${m} ${String(f["err"] ?? "")}`) },
+    });
+    this.apiAddress = this.api.address;
+    this.http = createServer((req, res) => {
+      if (req.url === "/healthz") {
+        const healthy = this.healthy();
+        res.writeHead(healthy ? 200 : 503, { "content-type": "text/plain" });
+        res.end(healthy ? "ok\n" : "not ready\n");
+      } else if (req.url === "/metrics") {
+        void this.metricsText().then((text) => {
+          res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
+          res.end(text);
+        });
+      } else {
+        res.writeHead(404, { "content-type": "text/plain" });
+        res.end("not found\n");
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.http.once("error", reject);
+      this.http.listen(this.config.listenHttp.port, this.config.listenHttp.host, () => resolve());
+    });
+    const address = this.http.address();
+    this.httpAddress = typeof address === "object" && address !== null ? `${this.config.listenHttp.host}:${address.port}` : "";
+    this.leaseTimer = setInterval(() => void this.keepLease(), Math.max(200, Math.floor(this.config.leaseMs / 10)));
+    this.reconcileTimer = setInterval(() => void this.reconcile(), RECONCILE_MS);
+  }
+
+  private serve(what: string, handler: (data: Uint8Array) => Promise<object>): void {
+    const sub = this.nc.subscribe(this.subject(this.id, what), {
+      callback: (err, msg) => {
+        if (err !== null) return;
+        void handler(msg.data)
+          .catch((e: unknown) => ({ error: "INTERNAL", message: e instanceof Error ? e.message : String(e) }))
+          .then((answer) => msg.respond(utf8.encode(JSON.stringify(answer))));
+      },
+    });
+    this.subscriptions.push(sub);
+  }
+
+  private async request(node: string, what: string, body: Uint8Array, timeoutMs = NATS_REQUEST_TIMEOUT_MS): Promise<Record<string, unknown>> {
+    let reply;
+    try {
+      reply = await this.nc.request(this.subject(node, what), body, { timeout: timeoutMs });
+    } catch (e) {
+      throw new ApiError("UNAVAILABLE", `node ${node} did not answer ${what}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    const answer = JSON.parse(fromUtf8.decode(reply.data)) as Record<string, unknown>;
+    if (typeof answer["error"] === "string") {
+      const code = answer["error"];
+      throw new ApiError(code === "UNAVAILABLE" || code === "FAILED_PRECONDITION" || code === "ALREADY_EXISTS" || code === "DEADLINE_EXCEEDED" ? code : "INTERNAL", String(answer["message"]));
+    }
+    return answer;
+  }
+
+  healthy(): boolean {
+    return this.raft.leader() !== null && this.state.getNode(this.id) !== null;
+  }
+
+  private async metricsText(): Promise<string> {
+    let running = 0;
+    const perVm: string[] = ["# TYPE hyperfleet_vm_instructions_total counter"];
+    for (const c of this.root.list()) {
+      if (c.state === "running") running++;
+      const worker = c.worker;
+      if (worker === undefined || c.state === "halted") continue;
+      const stats = await worker.stats().catch(() => null);
+      if (stats !== null) perVm.push(`hyperfleet_vm_instructions_total{node="${this.id}",vm="${c.spec.name}",state="${c.state}"} ${stats.instructions}`);
+    }
+    return [
+      ...perVm,
+      "# TYPE hyperfleet_node_vms_running gauge",
+      `hyperfleet_node_vms_running{node="${this.id}"} ${running}`,
+      "# TYPE hyperfleet_node_memory_committed_bytes gauge",
+      `hyperfleet_node_memory_committed_bytes{node="${this.id}"} ${this.root.committedBytes}`,
+      "# TYPE hyperfleet_raft_is_leader gauge",
+      `hyperfleet_raft_is_leader{node="${this.id}"} ${this.raft.isLeader() ? 1 : 0}`,
+      "",
+    ].join("\n");
+  }
+
+  private leaderClient(): ForwardTarget | undefined {
+    const leader = this.raft.leader();
+    if (leader === null) return undefined;
+    const address = this.state.getNode(leader.id)?.apiAddress;
+    if (address === undefined || address === "") return undefined;
+    let client = this.clients.get(address);
+    if (client === undefined) {
+      client = new ApiClient(address, { token: this.config.clusterToken });
+      this.clients.set(address, client);
+    }
+    return client;
+  }
+
+  private raftError(e: unknown): ApiError {
+    if (e instanceof ApiError) return e;
+    if (e instanceof NotLeaderError || e instanceof ProposalRejectedError) return new ApiError("UNAVAILABLE", `${e.message}: retry`);
+    if (e instanceof ProposalOutcomeUnknownError) return new ApiError("DEADLINE_EXCEEDED", e.message);
+    return new ApiError("INTERNAL", e instanceof Error ? e.message : String(e));
+  }
+
+  /** Proposes a command (through the leader when this node does not lead) and resolves with its result. */
+  async propose(command: ClusterCommand): Promise<ClusterResult> {
+    const bytes = encodeCommand(command);
+    if (this.raft.isLeader()) {
+      try {
+        const result = await this.raft.propose(bytes);
+        if (result === null) throw new ApiError("INTERNAL", "a proposed command applied without a result");
+        return result;
+      } catch (e) {
+        throw this.raftError(e);
+      }
+    }
+    const leader = this.raft.leader();
+    if (leader === null) throw new ApiError("UNAVAILABLE", "no leader is known (an election is under way): retry");
+    const answer = await this.request(leader.id, "propose", bytes);
+    return answer["result"] as ClusterResult;
+  }
+
+  /** Proposes a command and resolves with its success, or throws the `ApiError` of its rejection. */
+  async write(command: ClusterCommand): Promise<ClusterSuccess> {
+    const result = await this.propose(command);
+    if (!result.ok) throw rejectionToApiError(result.code, result.message);
+    return result;
+  }
+
+  // ---- lease ----
+
+  private async keepLease(): Promise<void> {
+    if (this.closing || this.raft.leader() === null) return;
+    const now = Date.now();
+    const me = this.state.getNode(this.id);
+    try {
+      if (me === null || me.apiAddress !== this.apiAddress) {
+        await this.write({
+          type: "registerNode", atMs: now, node: this.id, apiAddress: this.apiAddress, migrationAddress: this.subject(this.id, "receive"),
+          capacity: { memoryBytes: this.config.memoryMib * 2 ** 20 - 4096, vcpus: this.config.vcpus }, leaseUntilMs: now + this.config.leaseMs,
+        });
+        this.lastRenewMs = now;
+      } else if (now - this.lastRenewMs >= this.config.leaseMs / 4) {
+        await this.write({ type: "renewLease", atMs: now, node: this.id, untilMs: now + this.config.leaseMs });
+        this.lastRenewMs = now;
+      }
+    } catch (e) {
+      this.log.warn(`lease: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
+  private leaseLive(): boolean {
+    const me = this.state.getNode(this.id);
+    return me !== null && me.leaseUntilMs > Date.now();
+  }
+
+  // ---- the reconcile loop ----
+
+  private imagePath(image: string): string {
+    const file = image.endsWith(".elf") ? image : `${image}.elf`;
+    return isAbsolute(file) ? file : join(this.config.imageDir, file);
+  }
+
+  private async reconcile(): Promise<void> {
+    if (this.reconciling || this.closing) return;
+    this.reconciling = true;
+    try {
+      const live = this.leaseLive();
+      for (const vm of this.state.listVms({ node: this.id })) {
+        if (this.incoming.get(vm.id)?.done === true) {
+          this.incoming.delete(vm.id);
+          this.runEpochs.set(vm.id, vm.epoch);
+        }
+        if (this.incoming.has(vm.id) || this.outgoing.has(vm.id) || this.busy.has(vm.id)) continue;
+        this.busy.add(vm.id);
+        void this.converge(vm, live).catch((e: unknown) => this.log.warn(`vm ${vm.id}: ${e instanceof Error ? e.message : String(e)}`))
+          .finally(() => this.busy.delete(vm.id));
+      }
+      // Never run a VM this node does not own at the current epoch.
+      for (const child of this.root.list()) {
+        const name = child.spec.name;
+        if (this.incoming.has(name) || this.outgoing.has(name) || this.busy.has(name)) continue;
+        const vm = this.state.getVm(name);
+        if (vm !== null && vm.owner === this.id && this.runEpochs.get(name) === vm.epoch) continue;
+        this.runEpochs.delete(name);
+        this.busy.add(name);
+        void this.root.destroy(name).catch((e: unknown) => this.log.warn(`destroying ${name}: ${e instanceof Error ? e.message : String(e)}`))
+          .finally(() => this.busy.delete(name));
+      }
+    } finally {
+      this.reconciling = false;
+    }
+  }
+
+  private async destroyLocal(name: string): Promise<void> {
+    this.runEpochs.delete(name);
+    await this.root.destroy(name);
+  }
+
+  private async converge(vm: VmRecord, leaseLive: boolean): Promise<void> {
+    let child = this.root.get(vm.id);
+    if (child !== undefined && this.runEpochs.get(vm.id) !== vm.epoch) {
+      // it came to run here at another epoch: it is not the instance the cluster means now
+      await this.destroyLocal(vm.id);
+      child = undefined;
+    }
+    const wantRunning = leaseLive && vm.desiredState === "running";
+    if (vm.desiredState !== "running") this.failedStarts.delete(`${vm.id}/${vm.epoch}`);
+    if (this.failedStarts.size > FAILED_STARTS_KEPT) this.failedStarts.clear();
+    if (wantRunning) {
+      if (child === undefined) {
+        const attempt = `${vm.id}/${vm.epoch}`;
+        if (this.failedStarts.has(attempt)) return;
+        await this.report(vm, "starting");
+        try {
+          const image = readFileSync(this.imagePath(vm.spec.image));
+          child = this.root.create({ name: vm.id, memoryBytes: vm.spec.memoryBytes, vcpus: vm.spec.vcpus, boot: vm.spec.bootMode, bootargs: vm.spec.bootargs });
+          await child.start({ image });
+          this.runEpochs.set(vm.id, vm.epoch);
+        } catch (e) {
+          if (this.root.get(vm.id) !== undefined) await this.destroyLocal(vm.id);
+          this.failedStarts.add(attempt);
+          this.log.warn(`vm ${vm.id} did not start: ${e instanceof Error ? e.message : String(e)}`);
+          await this.report(vm, "crashed");
+          return;
+        }
+        this.log.info(`vm ${vm.id} started (epoch ${vm.epoch})`);
+      } else if (child.state === "paused") {
+        await child.resume();
+      }
+    } else if (leaseLive && vm.desiredState === "paused") {
+      if (child?.state === "running") await child.pause();
+    } else if (child !== undefined) {
+      await this.destroyLocal(vm.id);
+      this.log.info(`vm ${vm.id} stopped`);
+      child = undefined;
+    }
+    const actual: VmActualState = child === undefined ? "stopped" : child.state === "halted" ? "stopped" : child.state === "paused" ? "paused"
+      : child.state === "running" ? "running" : "starting";
+    await this.report(vm, actual);
+  }
+
+  private async report(vm: VmRecord, actual: VmActualState): Promise<void> {
+    const key = `${vm.epoch}/${actual}`;
+    if (vm.actual !== null && vm.actual.epoch === vm.epoch && vm.actual.state === actual) {
+      this.reported.set(vm.id, key);
+      return;
+    }
+    if (this.reported.get(vm.id) === key) return;
+    const result = await this.propose({ type: "reportActual", atMs: Date.now(), vm: vm.id, node: this.id, epoch: vm.epoch, actual });
+    if (result.ok) this.reported.set(vm.id, key);
+  }
+
+  // ---- migration ----
+
+  /** On the leader: begins the migration in the cluster state and hands it to the VM's owner. */
+  async startMigration(r: MigrateRequest): Promise<MigrateResponse> {
+    const vm = this.state.getVm(r.vm);
+    if (vm === null) throw new ApiError("NOT_FOUND", `vm ${r.vm} does not exist`);
+    if (vm.owner === null) throw new ApiError("FAILED_PRECONDITION", `vm ${r.vm} has no owner (pending)`);
+    const now = Date.now();
+    let to = r.targetNode;
+    if (to === "") {
+      const candidates = this.state.listNodes()
+        .filter((n) => n.id !== vm.owner && n.state === "active" && n.leaseUntilMs > now && n.freeMemoryBytes >= vm.spec.memoryBytes)
+        .sort((a, b) => b.freeMemoryBytes - a.freeMemoryBytes || (a.id < b.id ? -1 : 1));
+      if (candidates.length === 0) throw new ApiError("RESOURCE_EXHAUSTED", `no node other than ${vm.owner} has room for vm ${r.vm}`);
+      to = candidates[0]!.id;
+    }
+    const begun = await this.write({ type: "beginMigration", atMs: now, vm: r.vm, from: vm.owner, to, kind: r.kind === "MIGRATION_KIND_QUICK" ? "quick" : "live" });
+    if (begun.type !== "beginMigration") throw new ApiError("INTERNAL", `beginMigration answered ${begun.type}`);
+    const order: MigrateOrder = {
+      vm: r.vm, to, epoch: begun.epoch, migrationId: begun.migrationId, downtimeLimitMs: r.downtimeLimitMs, maxRounds: r.maxRounds,
+      bandwidthLimitBytesPerSecond: r.bandwidthLimitBytesPerSecond,
+    };
+    this.remember(this.describe(order, vm.owner, null, emptyProgress()));
+    try {
+      await this.request(vm.owner, "migrate", utf8.encode(JSON.stringify(order)));
+    } catch (e) {
+      await this.propose({ type: "abortMigration", atMs: Date.now(), vm: r.vm, epoch: begun.epoch, migrationId: begun.migrationId }).catch(() => undefined);
+      throw e;
+    }
+    return { migrationId: String(begun.migrationId), targetNode: to };
+  }
+
+  private describe(order: MigrateOrder, from: string, result: ApiMigrationResult | null, progress: ApiMigrationProgress): Migration {
+    const previous = this.known.get(String(order.migrationId))?.migration;
+    return {
+      id: String(order.migrationId),
+      vm: order.vm,
+      sourceNode: from,
+      targetNode: order.to,
+      options: {
+        kind: "MIGRATION_KIND_LIVE", downtimeLimitMs: order.downtimeLimitMs, bandwidthLimitBytesPerSecond: order.bandwidthLimitBytesPerSecond,
+        maxRounds: order.maxRounds, policy: "NO_CONVERGENCE_POLICY_FORCE",
+      },
+      progress,
+      result,
+      startedAtMs: previous?.startedAtMs ?? Date.now(),
+      finishedAtMs: result === null ? 0 : Date.now(),
+    };
+  }
+
+  private remember(m: Migration): void {
+    this.known.delete(m.id);
+    this.known.set(m.id, { migration: m });
+    while (this.known.size > FINISHED_MIGRATIONS_KEPT) {
+      const oldest = this.known.keys().next().value;
+      if (oldest === undefined) break;
+      this.known.delete(oldest);
+    }
+  }
+
+  private publish(migration: Migration, update: MigrationUpdate): void {
+    this.remember(migration);
+    if (!this.nc.isClosed()) this.nc.publish(this.migrationSubject(migration.id), utf8.encode(JSON.stringify({ migration, update })));
+  }
+
+  /** On the owner: runs the source side; the transfer entry is the commit point. */
+  private async runSource(order: MigrateOrder, vm: VmRecord): Promise<void> {
+    const child = this.root.get(order.vm)!;
+    const session = order.migrationId >>> 0;
+    let progress = emptyProgress();
+    const finish = (result: ApiMigrationResult): void => {
+      const m = this.describe(order, this.id, result, { ...progress, phase: result.ok ? "MIGRATION_PHASE_DONE" : "MIGRATION_PHASE_FAILED" });
+      this.publish(m, { migrationId: m.id, update: "result", result });
+    };
+    const failed = (reason: string): ApiMigrationResult => ({
+      ok: false, totalMs: 0, downtimeMs: 0, bytesSent: 0, rounds: 0, throttlePercentMax: 0, failureReason: reason, cancelled: false,
+    });
+    const abort = async (): Promise<void> => {
+      // Bounded retries across a leader change; a rejection (already ended) is final.
+      for (let attempt = 1; attempt <= ABORT_ATTEMPTS_MAX; attempt++) {
+        try {
+          await this.propose({ type: "abortMigration", atMs: Date.now(), vm: order.vm, epoch: order.epoch, migrationId: order.migrationId });
+          return;
+        } catch (e) {
+          this.log.warn(`abort of migration ${order.migrationId} (attempt ${attempt}): ${e instanceof Error ? e.message : String(e)}`);
+          await sleep(200 * attempt);
+        }
+      }
+    };
+    let transport: NatsTransport | undefined;
+    try {
+      transport = new NatsTransport(this.nc, session, "source");
+      await transport.ready();
+      await this.request(order.to, "receive", utf8.encode(JSON.stringify({ vm: order.vm, session })));
+      const source = new MigrationSource(
+        { vm: child.worker!, name: order.vm, memoryBytes: vm.spec.memoryBytes, vcpus: vm.spec.vcpus, boot: vm.spec.bootMode, bootargs: vm.spec.bootargs },
+        transport,
+        session,
+        {
+          ...(order.downtimeLimitMs > 0 ? { downtimeLimitMs: order.downtimeLimitMs } : {}),
+          ...(order.maxRounds > 0 ? { maxRounds: order.maxRounds } : {}),
+          ...(order.bandwidthLimitBytesPerSecond > 0 ? { bandwidthLimitBytesPerSecond: order.bandwidthLimitBytesPerSecond } : {}),
+          commit: () => this.commitTransfer(order),
+          onProgress: (p) => {
+            progress = { ...p, phase: apiPhase(p.phase) };
+            const m = this.describe(order, this.id, null, progress);
+            this.publish(m, { migrationId: m.id, update: "progress", progress });
+          },
+        },
+      );
+      this.sources.set(order.migrationId, source);
+      if (this.cancelled.has(order.migrationId)) source.cancel("cancelled by the operator");
+      const result = await source.run().finally(() => this.sources.delete(order.migrationId));
+      if (result.ok) {
+        this.log.info(`vm ${order.vm} moved to ${order.to} in ${result.totalMs} ms (downtime ${result.downtimeMs} ms)`);
+        await this.destroyLocal(order.vm);
+        finish({
+          ok: true, totalMs: result.totalMs, downtimeMs: result.downtimeMs, bytesSent: result.bytesSent, rounds: result.rounds,
+          throttlePercentMax: result.throttlePercentMax, failureReason: "", cancelled: false,
+        });
+      } else {
+        if (!result.committed) await abort();
+        else await this.destroyLocal(order.vm).catch(() => undefined);
+        finish({ ...failed(result.reason), totalMs: result.totalMs, bytesSent: result.bytesSent, cancelled: this.cancelled.delete(order.migrationId) });
+      }
+    } catch (e) {
+      await abort();
+      finish(failed(e instanceof Error ? e.message : String(e)));
+    } finally {
+      this.cancelled.delete(order.migrationId);
+      await transport?.close();
+    }
+  }
+
+  /**
+   * Proposes the transfer and resolves true only if it committed with an ok result. When its outcome
+   * is unknown (the leader changed), reads the cluster state until the migration is decided.
+   */
+  private async commitTransfer(order: MigrateOrder): Promise<boolean> {
+    try {
+      const result = await this.propose({ type: "transfer", atMs: Date.now(), vm: order.vm, from: this.id, to: order.to, epoch: order.epoch, migrationId: order.migrationId });
+      return result.ok;
+    } catch (e) {
+      this.log.warn(`transfer of ${order.vm}: ${e instanceof Error ? e.message : String(e)}; reading the outcome from the cluster state`);
+    }
+    for (let i = 0; i < COMMIT_CHECKS_MAX; i++) {
+      const vm = this.state.getVm(order.vm);
+      const flight = this.state.getMigration(order.vm);
+      if (vm !== null && vm.owner === order.to && vm.epoch === order.epoch + 1) return true;
+      if (flight === null || flight.migrationId !== order.migrationId) return false;
+      // still in flight: try to decide it by an abort; if that commits, the transfer never will
+      const aborted = await this.propose({ type: "abortMigration", atMs: Date.now(), vm: order.vm, epoch: order.epoch, migrationId: order.migrationId })
+        .catch(() => null);
+      if (aborted !== null && aborted.ok) return false;
+      await sleep(100);
+    }
+    // Undecided: never resume on either side; the VM stays paused here until an operator acts.
+    throw new FleetdError(`the transfer of ${order.vm} stayed undecided`);
+  }
+
+  /** On the leader: asks the source node to cancel a migration in flight (it rolls back unless past its commit point). */
+  async cancelMigration(id: string): Promise<Migration> {
+    const m = this.migrations().find((x) => x.id === id);
+    if (m === undefined) throw new ApiError("NOT_FOUND", `migration ${id} is not known`);
+    if (m.result !== null) throw new ApiError("FAILED_PRECONDITION", `migration ${id} already ended (${m.result.ok ? "completed" : "failed"})`);
+    await this.request(m.sourceNode, "cancel", utf8.encode(JSON.stringify({ migrationId: Number(id) })));
+    return m;
+  }
+
+  /** Migrations this node knows of: finished ones it heard of and those in flight in the cluster state. */
+  migrations(): Migration[] {
+    const out = new Map<string, Migration>();
+    for (const [id, k] of this.known) out.set(id, k.migration);
+    for (const f of this.state.listMigrations()) {
+      const id = String(f.migrationId);
+      if (!out.has(id)) {
+        out.set(id, {
+          id, vm: f.vm, sourceNode: f.from, targetNode: f.to,
+          options: { kind: f.kind === "quick" ? "MIGRATION_KIND_QUICK" : "MIGRATION_KIND_LIVE", downtimeLimitMs: 0, bandwidthLimitBytesPerSecond: 0, maxRounds: 0, policy: "NO_CONVERGENCE_POLICY_FORCE" },
+          progress: emptyProgress(), result: null, startedAtMs: f.startedAtMs, finishedAtMs: 0,
+        });
+      }
+    }
+    return [...out.values()];
+  }
+
+  async *watchMigration(id: string, signal: AbortSignal): AsyncIterable<MigrationUpdate> {
+    const queue: MigrationUpdate[] = [];
+    let wake: (() => void) | undefined;
+    const listener = (u: MigrationUpdate): void => {
+      if (queue.length < 10_000) queue.push(u);
+      wake?.();
+    };
+    let set = this.watchers.get(id);
+    if (set === undefined) this.watchers.set(id, (set = new Set()));
+    set.add(listener);
+    const aborted = new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    try {
+      const known = this.migrations().find((m) => m.id === id);
+      if (known === undefined) throw new ApiError("NOT_FOUND", `migration ${id} is not known to node ${this.id}`);
+      if (known.result !== null) {
+        yield { migrationId: id, update: "result", result: known.result };
+        return;
+      }
+      while (!signal.aborted) {
+        const next = queue.shift();
+        if (next !== undefined) {
+          yield next;
+          if (next.update === "result") return;
+          continue;
+        }
+        await Promise.race([new Promise<void>((resolve) => (wake = resolve)), aborted]);
+      }
+    } finally {
+      set.delete(listener);
+      if (set.size === 0) this.watchers.delete(id);
+    }
+  }
+
+  /** Stops serving, stops the VMs, closes the Raft member (the WAL is synced) and the NATS connection. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    clearInterval(this.reconcileTimer);
+    clearInterval(this.leaseTimer);
+    await this.api.close().catch(() => undefined);
+    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+    for (const c of this.clients.values()) c.close();
+    for (const child of this.root.list()) await this.root.destroy(child.spec.name).catch(() => undefined);
+    await this.root.close();
+    await this.raft.close();
+    for (const s of this.subscriptions) s.unsubscribe();
+    await this.nc.drain().catch(() => undefined);
+  }
+}

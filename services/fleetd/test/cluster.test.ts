@@ -1,0 +1,169 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ApiClient, ApiError, type MigrationUpdate } from "@hyperfleet/api";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CLUSTER_FILE, httpStatus, LocalCluster, type ClusterFile, type LocalNode } from "../src/local-cluster.js";
+
+const dir = mkdtempSync(join(tmpdir(), "fleetd-cluster-"));
+let cluster: LocalCluster | undefined;
+const clients: ApiClient[] = [];
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function client(address: string, token?: string): ApiClient {
+  const c = new ApiClient(address, token === undefined ? { timeoutMs: 5000 } : { token, timeoutMs: 5000 });
+  clients.push(c);
+  return c;
+}
+
+/** Polls `probe` every 100 ms until it returns a value (not undefined), at most `timeoutMs`. */
+async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(100);
+  }
+  throw new Error(`${what}: not within ${timeoutMs} ms${last instanceof Error ? ` (last error: ${last.message})` : ""}`);
+}
+
+async function metrics(node: LocalNode): Promise<string> {
+  const res = await fetch(`http://${node.httpAddress}/metrics`);
+  return res.text();
+}
+
+/** Instructions retired by `vm` on `node`, or null when the node does not run it. */
+async function instructions(node: LocalNode, vm: string): Promise<number | null> {
+  const line = (await metrics(node)).split("\n").find((l) => l.startsWith("hyperfleet_vm_instructions_total") && l.includes(`vm="${vm}"`));
+  return line === undefined ? null : Number(line.slice(line.lastIndexOf(" ") + 1));
+}
+
+function nodeById(id: string): LocalNode {
+  const n = cluster!.nodes.find((x) => x.id === id);
+  if (n === undefined) throw new Error(`no node ${id}`);
+  return n;
+}
+
+beforeAll(async () => {
+  cluster = await LocalCluster.start({ nodes: 3, dir, memoryMib: 128 });
+}, 60_000);
+
+afterAll(async () => {
+  for (const c of clients) c.close();
+  await cluster?.stop(3000);
+  rmSync(dir, { recursive: true, force: true });
+}, 30_000);
+
+describe("cluster", () => {
+  it("cluster - up writes cluster.json and every node is healthy", async () => {
+    const file = JSON.parse(readFileSync(join(dir, CLUSTER_FILE), "utf8")) as ClusterFile;
+    expect(file.apiAddresses).toEqual(cluster!.apiAddresses);
+    expect(file.token).toBe(cluster!.token);
+    expect(file.natsUrl).toBe(cluster!.natsUrl);
+    for (const n of cluster!.nodes) expect(await httpStatus(n.httpAddress, "/healthz")).toBe(200);
+    const nodes = await client(cluster!.apiAddresses[1]!, cluster!.token).listNodes();
+    expect(nodes.nodes.map((n) => n.id).sort()).toEqual(["n1", "n2", "n3"]);
+  });
+
+  it("cluster - an unauthenticated call is refused", async () => {
+    const anonymous = client(cluster!.apiAddresses[0]!);
+    await expect(anonymous.listVms()).rejects.toSatisfy((e) => e instanceof ApiError && e.code === "UNAUTHENTICATED");
+    const wrong = client(cluster!.apiAddresses[0]!, "not-the-token");
+    await expect(wrong.listVms()).rejects.toSatisfy((e) => e instanceof ApiError && e.code === "UNAUTHENTICATED");
+  });
+
+  it("cluster - a created VM runs on the node the cluster placed it on, and live-migrates to another", async () => {
+    // through a node that may not be the leader: the write is forwarded
+    const api = client(cluster!.apiAddresses[2]!, cluster!.token);
+    const created = await api.createVm({ name: "vm1", memoryBytes: 8 * 2 ** 20, vcpus: 1, image: "dirtier", bootargs: "rate=200 ws=2", start: true });
+    expect(created.owner).not.toBe("");
+    expect(created.epoch).toBe(1);
+    const owner = nodeById(created.owner);
+    await until("vm1 running", 15_000, async () => ((await api.getVm({ name: "vm1" })).state === "VM_STATE_RUNNING" ? true : undefined));
+    const first = await until("vm1 stats on its owner", 10_000, async () => (await instructions(owner, "vm1")) ?? undefined);
+    await until("vm1 advancing", 10_000, async () => ((await instructions(owner, "vm1"))! > first ? true : undefined));
+    for (const n of cluster!.nodes.filter((x) => x !== owner)) expect(await instructions(n, "vm1")).toBeNull();
+
+    const target = cluster!.nodes.find((x) => x !== owner)!;
+    const started = await api.migrate({ vm: "vm1", targetNode: target.id });
+    expect(started.targetNode).toBe(target.id);
+    const updates: MigrationUpdate[] = [];
+    const watcher = client(target.apiAddress, cluster!.token);
+    const watched = (async () => {
+      for await (const u of watcher.watchMigration({ migrationId: started.migrationId })) updates.push(u);
+    })();
+    await until("vm1 owned by the target at epoch 2", 30_000, async () => {
+      const vm = await api.getVm({ name: "vm1" });
+      return vm.owner === target.id && vm.epoch === 2 && vm.state === "VM_STATE_RUNNING" ? vm : undefined;
+    });
+    await Promise.race([watched, sleep(10_000)]);
+    const last = updates.at(-1);
+    expect(last?.update).toBe("result");
+    if (last?.update === "result") expect(last.result.ok).toBe(true);
+
+    const there = await until("vm1 stats on the target", 10_000, async () => (await instructions(target, "vm1")) ?? undefined);
+    await until("vm1 advancing on the target", 10_000, async () => ((await instructions(target, "vm1"))! > there ? true : undefined));
+    await until("vm1 gone from the old owner", 5_000, async () => ((await instructions(owner, "vm1")) === null ? true : undefined));
+    for (const n of cluster!.nodes.filter((x) => x !== target)) expect(await instructions(n, "vm1")).toBeNull();
+  });
+
+  it("cluster - a cancelled migration is aborted in the cluster state and the VM keeps running on its owner", async () => {
+    const api = client(cluster!.apiAddresses[0]!, cluster!.token);
+    const before = await api.getVm({ name: "vm1" });
+    const owner = nodeById(before.owner);
+    const target = cluster!.nodes.find((x) => x !== owner)!;
+    // slow enough (64 KiB/s) that the cancel lands in pre-copy
+    const started = await api.migrate({ vm: "vm1", targetNode: target.id, bandwidthLimitBytesPerSecond: 64 * 1024 });
+    const watcher = client(owner.apiAddress, cluster!.token);
+    const updates: MigrationUpdate[] = [];
+    const stream = watcher.watchMigration({ migrationId: started.migrationId });
+    const watched = (async () => {
+      for await (const u of stream) updates.push(u);
+    })();
+    await until("the migration in flight", 10_000, async () => ((await api.getVm({ name: "vm1" })).migrationId === started.migrationId ? true : undefined));
+    await api.cancelMigration({ migrationId: started.migrationId });
+    await Promise.race([watched, sleep(15_000)]);
+    const last = updates.at(-1);
+    expect(last?.update).toBe("result");
+    if (last?.update === "result") {
+      expect(last.result.ok).toBe(false);
+      expect(last.result.cancelled).toBe(true);
+    }
+    const after = await until("the abort committed", 10_000, async () => {
+      const vm = await api.getVm({ name: "vm1" });
+      return vm.migrationId === "" ? vm : undefined;
+    });
+    expect(after.owner).toBe(owner.id);
+    expect(after.epoch).toBe(before.epoch);
+    const here = await until("vm1 stats on its owner", 10_000, async () => (await instructions(owner, "vm1")) ?? undefined);
+    await until("vm1 still advancing on its owner", 10_000, async () => ((await instructions(owner, "vm1"))! > here ? true : undefined));
+    await until("nothing left on the target", 10_000, async () => ((await instructions(target, "vm1")) === null ? true : undefined));
+  });
+
+  it("cluster - kill -9 of the leader keeps the API answering after a new leader is elected", async () => {
+    const status = await client(cluster!.apiAddresses[0]!, cluster!.token).clusterStatus();
+    expect(status.leaderId).not.toBe("");
+    const leader = nodeById(status.leaderId);
+    const survivor = cluster!.nodes.find((x) => x !== leader)!;
+    const exited = new Promise((r) => leader.process.once("exit", r));
+    leader.process.kill("SIGKILL");
+    await exited;
+    const api = client(survivor.apiAddress, cluster!.token);
+    await until("a new leader", 15_000, async () => {
+      const s = await api.clusterStatus();
+      return s.leaderId !== "" && s.leaderId !== leader.id ? s : undefined;
+    });
+    const vm = await until("a write after the failover", 15_000, async () =>
+      api.createVm({ name: "vm2", memoryBytes: 4 * 2 ** 20, vcpus: 1, image: "dirtier", bootargs: "rate=10 ws=1", start: false }));
+    expect(vm.name).toBe("vm2");
+    expect((await api.listVms()).vms.map((v) => v.name).sort()).toEqual(["vm1", "vm2"]);
+  });
+});
