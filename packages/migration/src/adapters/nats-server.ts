@@ -24,11 +24,15 @@ export class LocalNatsServer {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const file = readdirSync(dir).find((f) => f.endsWith(".ports"));
-      if (file !== undefined) {
-        const ports = JSON.parse(readFileSync(join(dir, file), "utf8")) as { nats: string[] };
-        return new LocalNatsServer(ports.nats[0]!, child, dir);
+      // The file may exist before nats-server has finished writing it: read it again until it parses.
+      const url = file === undefined ? undefined : natsUrl(readFileSync(join(dir, file), "utf8"));
+      if (url !== undefined) return new LocalNatsServer(url, child, dir);
+      try {
+        await Promise.race([failed, new Promise((r) => setTimeout(r, 20))]);
+      } catch (e) {
+        rmSync(dir, { recursive: true, force: true });
+        throw e;
       }
-      await Promise.race([failed, new Promise((r) => setTimeout(r, 20))]);
     }
     child.kill("SIGKILL");
     rmSync(dir, { recursive: true, force: true });
@@ -47,5 +51,15 @@ export class LocalNatsServer {
       await exited;
     }
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** The client URL from a nats-server ports file, or undefined while the file is incomplete. */
+function natsUrl(text: string): string | undefined {
+  try {
+    const url = (JSON.parse(text) as { nats?: unknown }).nats;
+    return Array.isArray(url) && typeof url[0] === "string" ? url[0] : undefined;
+  } catch {
+    return undefined;
   }
 }
