@@ -14,13 +14,13 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, unlinkSync, writeSync } from "node:fs";
-import { createServer, type Server } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { KvClient, KvConnections, kvMemberStatus, type KvStatusResponse } from "@hyperfleet/raft";
 import { median, option, percentile, round, table } from "./stats.js";
+import { freePorts } from "../test/lib/ports.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const MAIN = join(ROOT, "packages", "raft", "src", "adapters", "kv-node-main.ts");
@@ -39,23 +39,6 @@ interface Member {
   readonly log: string[];
   /** Wall-clock times (ms) at which this member logged that it became leader. */
   readonly becameLeaderMs: number[];
-}
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const s = createServer();
-      servers.push(s);
-      await new Promise<void>((resolve, reject) => {
-        s.once("error", reject);
-        s.listen(0, "127.0.0.1", resolve);
-      });
-    }
-    return servers.map((s) => (s.address() as { port: number }).port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  }
 }
 
 /** Median and p99 of `samples` 4 KiB appends each followed by fdatasync, in `dir`. */

@@ -6,7 +6,6 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -20,6 +19,7 @@ import { HistoryRecorder, type Operation } from "../src/check/history.js";
 import { kvModel, type KvInput, type KvOutput } from "../src/check/kv-model.js";
 import { checkOperations, describeCheckResult } from "../src/check/linearizability.js";
 import { SeededRng } from "../src/rng.js";
+import { freePorts } from "../../../test/lib/ports.js";
 
 const ROOT = join(import.meta.dirname, "..", "..", "..");
 const MAIN = join(import.meta.dirname, "..", "src", "adapters", "kv-node-main.ts");
@@ -27,28 +27,6 @@ const TICK_MS = 50;
 const ELECTION_TICKS = 8;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** `n` distinct loopback ports that were free a moment ago (bound together by the OS, then released). */
-async function freePorts(n: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const server = createServer();
-      servers.push(server);
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(0, "127.0.0.1", resolve);
-      });
-    }
-    return servers.map((s) => {
-      const a = s.address();
-      if (a === null || typeof a === "string") throw new Error("no port");
-      return a.port;
-    });
-  } finally {
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  }
-}
 
 interface MemberProcess {
   readonly id: string;

@@ -2,25 +2,20 @@
  * Acceptance tests of fleetd on real processes: a local cluster of fleetd processes and a
  * nats-server on loopback (`LocalCluster`), driven through the management API and the built CLI.
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { ApiClient, type MigrationUpdate, type Vm } from "@hyperfleet/api";
+import { sleep, until } from "./helpers.js";
+import { hyperfleet as runCli } from "../../cli/test/helpers.js";
 import { afterAll, describe, expect, it } from "vitest";
 import { LocalCluster, type LocalNode } from "../src/local-cluster.js";
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "cli", "dist", "main.js");
 const MIB = 2 ** 20;
 
 const dirs: string[] = [];
 const clusters: LocalCluster[] = [];
 const clients: ApiClient[] = [];
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 function client(cluster: LocalCluster, node: LocalNode): ApiClient {
   const c = new ApiClient(node.apiAddress, { token: cluster.token, timeoutMs: 5000 });
@@ -56,22 +51,6 @@ async function startCluster(memoryMib: number): Promise<LocalCluster> {
   }
 }
 
-/** Polls `probe` every 100 ms until it returns a value (not undefined), at most `timeoutMs`. */
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(100);
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms${last instanceof Error ? ` (last error: ${last.message})` : ""}`);
-}
-
 /** Each local VM's instructions retired, from the node's /metrics. */
 async function instructionsByVm(node: LocalNode): Promise<Map<string, number>> {
   const res = await fetch(`http://${node.httpAddress}/metrics`, { signal: AbortSignal.timeout(3000) });
@@ -90,34 +69,6 @@ async function advancing(node: LocalNode, gapMs = 300): Promise<string[]> {
   await sleep(gapMs);
   const second = await instructionsByVm(node);
   return [...second].filter(([vm, n]) => first.has(vm) && n > first.get(vm)!).map(([vm]) => vm).sort();
-}
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** `hyperfleet <args>` from the built CLI, killed after `timeoutMs`. */
-function hyperfleet(args: readonly string[], timeoutMs = 30_000): Promise<CliResult> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("HYPERFLEET_")) env[k] = v;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: tmpdir(), env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
 }
 
 /**
@@ -243,7 +194,7 @@ describe("fleetd acceptance", () => {
     const flags = ["--api", cluster.apiAddresses.join(","), "--token", cluster.token, "--json"];
     const names = Array.from({ length: 10 }, (_, i) => `small-${i}`);
     for (const [i, name] of names.entries()) {
-      const r = await hyperfleet(["vm", "create", name, "--memory", `${16 + (i % 3) * 8}M`, "--image", "dirtier", "--bootargs", "rate=50 ws=1", ...flags]);
+      const r = await runCli(["vm", "create", name, "--memory", `${16 + (i % 3) * 8}M`, "--image", "dirtier", "--bootargs", "rate=50 ws=1", ...flags], { cwd: tmpdir() });
       expect(r.code, `vm create ${name}: ${r.stderr}`).toBe(0);
       const created = JSON.parse(r.stdout) as Vm;
       expect(created.name).toBe(name);
@@ -256,7 +207,7 @@ describe("fleetd acceptance", () => {
     });
     for (const name of names) {
       const before = await api.getVm({ name });
-      const r = await hyperfleet(["vm", "migrate", name, ...flags], 45_000);
+      const r = await runCli(["vm", "migrate", name, ...flags], { cwd: tmpdir(), timeoutMs: 45_000 });
       expect(r.code, `vm migrate ${name}: ${r.stderr}`).toBe(0);
       const done = JSON.parse(r.stdout) as { vm: string; sourceNode: string; targetNode: string; result: { ok: boolean } };
       expect(done.vm).toBe(name);
@@ -265,7 +216,7 @@ describe("fleetd acceptance", () => {
       expect(done.result.ok).toBe(true);
     }
 
-    const listed = await hyperfleet(["vm", "list", ...flags]);
+    const listed = await runCli(["vm", "list", ...flags], { cwd: tmpdir() });
     expect(listed.code, `vm list: ${listed.stderr}`).toBe(0);
     const vms = JSON.parse(listed.stdout) as Vm[];
     expect(vms.map((v) => v.name).sort()).toEqual([...names].sort());

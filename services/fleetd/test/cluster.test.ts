@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ApiClient, ApiError, type MigrationUpdate } from "@hyperfleet/api";
+import { sleep, until } from "./helpers.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLUSTER_FILE, httpStatus, LocalCluster, type ClusterFile, type LocalNode } from "../src/local-cluster.js";
 
@@ -9,30 +10,10 @@ const dir = mkdtempSync(join(tmpdir(), "fleetd-cluster-"));
 let cluster: LocalCluster | undefined;
 const clients: ApiClient[] = [];
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 function client(address: string, token?: string): ApiClient {
   const c = new ApiClient(address, token === undefined ? { timeoutMs: 5000 } : { token, timeoutMs: 5000 });
   clients.push(c);
   return c;
-}
-
-/** Polls `probe` every 100 ms until it returns a value (not undefined), at most `timeoutMs`. */
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(100);
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms${last instanceof Error ? ` (last error: ${last.message})` : ""}`);
 }
 
 async function metrics(node: LocalNode): Promise<string> {
