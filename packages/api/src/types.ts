@@ -34,7 +34,7 @@ export const RESTART_POLICIES = ["RESTART_POLICY_UNSPECIFIED", "RESTART_POLICY_R
 export type RestartPolicy = (typeof RESTART_POLICIES)[number];
 
 export const VM_DESIRED_STATES = [
-  "VM_DESIRED_STATE_UNSPECIFIED", "VM_DESIRED_STATE_RUNNING", "VM_DESIRED_STATE_STOPPED", "VM_DESIRED_STATE_PAUSED",
+  "VM_DESIRED_STATE_UNSPECIFIED", "VM_DESIRED_STATE_RUNNING", "VM_DESIRED_STATE_STOPPED", "VM_DESIRED_STATE_PAUSED", "VM_DESIRED_STATE_SAVED",
 ] as const;
 export type VmDesiredState = (typeof VM_DESIRED_STATES)[number];
 
@@ -103,6 +103,8 @@ export interface Vm {
   /** Empty when no migration is in flight. */
   migrationId: string;
   createdAtMs: number;
+  /** The saved state the owner writes (desired SAVED) or loads at the next start; empty when none. */
+  savedState: string;
 }
 
 export interface CreateVmRequest {

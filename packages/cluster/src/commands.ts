@@ -86,10 +86,17 @@ export interface CreateVmCommand extends Stamped {
   readonly node?: string | null;
 }
 
+/**
+ * Sets what the VM should do. "saved" needs `savedState` (the name to save into) and a VM that is
+ * meant to run or be paused. "running" with `savedState` restores that saved state (the VM must not be
+ * meant to run); "running" without it keeps the saved state of a saved VM (Start restores it) and
+ * boots any other. "stopped" forgets the saved state to load.
+ */
 export interface SetDesiredStateCommand extends Stamped {
   readonly type: "setDesiredState";
   readonly vm: string;
   readonly desiredState: VmDesiredState;
+  readonly savedState?: string | null;
 }
 
 /** The owner's report of what the VM is doing; STALE_EPOCH unless `node`/`epoch` are the current owner's. */
@@ -193,7 +200,7 @@ const FIELDS: Record<CommandType, readonly string[]> = {
   setNodeState: ["node", "state"],
   removeNode: ["node"],
   createVm: ["vm", "spec", "desiredState", "node"],
-  setDesiredState: ["vm", "desiredState"],
+  setDesiredState: ["vm", "desiredState", "savedState"],
   reportActual: ["vm", "node", "epoch", "actual"],
   beginMigration: ["vm", "from", "to", "kind"],
   transfer: ["vm", "from", "to", "epoch", "migrationId"],
@@ -242,7 +249,12 @@ function parseCommand(value: unknown): DecodedCommand {
         node: optionalId(f["node"], `${t}.node`),
       };
     case "setDesiredState":
-      return { type: t, atMs, vm: id(f["vm"], `${t}.vm`), desiredState: oneOf(f["desiredState"], VM_DESIRED_STATES, `${t}.desiredState`) };
+      return {
+        type: t, atMs,
+        vm: id(f["vm"], `${t}.vm`),
+        desiredState: oneOf(f["desiredState"], VM_DESIRED_STATES, `${t}.desiredState`),
+        savedState: optionalId(f["savedState"], `${t}.savedState`),
+      };
     case "reportActual":
       return {
         type: t, atMs,

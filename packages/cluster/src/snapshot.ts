@@ -70,7 +70,7 @@ function parseNode(value: unknown, path: string): NodeRecord {
 }
 
 function parseVm(value: unknown, path: string): VmRecord {
-  const f = record(value, path, ["id", "spec", "desiredState", "owner", "epoch", "actual", "pendingReason", "createdAtMs"]);
+  const f = record(value, path, ["id", "spec", "desiredState", "owner", "epoch", "actual", "pendingReason", "createdAtMs", "savedState"]);
   return Object.freeze({
     id: id(f["id"], `${path}.id`),
     spec: vmSpec(f["spec"], `${path}.spec`),
@@ -87,6 +87,8 @@ function parseVm(value: unknown, path: string): VmRecord {
     }),
     pendingReason: nullable(f["pendingReason"], (v) => text(v, `${path}.pendingReason`, 1, PENDING_REASON_CHARS_MAX)),
     createdAtMs: safeInteger(f["createdAtMs"], `${path}.createdAtMs`, 0),
+    // absent in snapshots written before saved states existed
+    savedState: nullable(f["savedState"] ?? null, (v) => id(v, `${path}.savedState`)),
   });
 }
 
@@ -154,6 +156,7 @@ function canonical(data: ClusterData): unknown {
       actual: vm.actual === null ? null : { state: vm.actual.state, epoch: vm.actual.epoch, atMs: vm.actual.atMs },
       pendingReason: vm.pendingReason,
       createdAtMs: vm.createdAtMs,
+      savedState: vm.savedState,
     })),
     migrations: [...data.migrations].sort((a, b) => byKey(a.vm, b.vm)).map((m) => ({
       vm: m.vm, from: m.from, to: m.to, epoch: m.epoch, kind: m.kind, startedAtMs: m.startedAtMs, migrationId: m.migrationId,

@@ -404,7 +404,8 @@ export class ClusterState {
       if (!decision.ok) return reject(c.type, "NO_CAPACITY", `vm ${c.vm} cannot be placed: ${decision.reason}`);
       owner = decision.node;
     }
-    this.putVm({ id: c.vm, spec: c.spec, desiredState: c.desiredState, owner, epoch: 1, actual: null, pendingReason: null, createdAtMs: c.atMs });
+    if (c.desiredState === "saved") return reject(c.type, "INVALID_ARGUMENT", `createVm.desiredState cannot be saved: a new VM has nothing to save`);
+    this.putVm({ id: c.vm, spec: c.spec, desiredState: c.desiredState, owner, epoch: 1, actual: null, pendingReason: null, createdAtMs: c.atMs, savedState: null });
     this.ledger.add(owner, c.spec, "owned");
     return { ok: true, type: c.type, vm: c.vm, owner, epoch: 1 };
   }
@@ -413,7 +414,31 @@ export class ClusterState {
     const vm = this.vms.get(c.vm);
     if (vm === undefined) return reject(c.type, "NOT_FOUND", `vm ${c.vm} does not exist`);
     const previous = vm.desiredState;
-    if (previous !== c.desiredState) this.putVm({ ...vm, desiredState: c.desiredState });
+    let savedState = vm.savedState;
+    switch (c.desiredState) {
+      case "saved":
+        if (c.savedState === null) return reject(c.type, "INVALID_ARGUMENT", `setDesiredState.savedState must name the saved state to write`);
+        if (previous !== "running" && previous !== "paused" && !(previous === "saved" && vm.savedState === c.savedState)) {
+          return reject(c.type, "FAILED_PRECONDITION", `vm ${c.vm} is ${previous}: only a running or paused VM can be saved`);
+        }
+        savedState = c.savedState;
+        break;
+      case "running":
+        if (c.savedState !== null) {
+          if (previous === "running" || previous === "paused") {
+            return reject(c.type, "FAILED_PRECONDITION", `vm ${c.vm} is ${previous}: stop or save it before restoring a saved state`);
+          }
+          savedState = c.savedState;
+        } else if (previous !== "saved" && previous !== "running") savedState = null;
+        break;
+      case "stopped":
+        savedState = null;
+        break;
+      case "paused":
+        if (previous === "saved" || previous === "stopped") return reject(c.type, "FAILED_PRECONDITION", `vm ${c.vm} is ${previous}: only a running VM can be paused`);
+        break;
+    }
+    if (previous !== c.desiredState || savedState !== vm.savedState) this.putVm({ ...vm, desiredState: c.desiredState, savedState });
     return { ok: true, type: c.type, vm: c.vm, desiredState: c.desiredState, previous };
   }
 
@@ -423,7 +448,9 @@ export class ClusterState {
     if (vm.owner !== c.node || vm.epoch !== c.epoch) {
       return reject(c.type, "STALE_EPOCH", `report of vm ${c.vm} from ${c.node} at epoch ${c.epoch} is stale: the owner is ${vm.owner ?? "none"} at epoch ${vm.epoch}`);
     }
-    this.putVm({ ...vm, actual: Object.freeze({ state: c.actual, epoch: c.epoch, atMs: c.atMs }) });
+    // a VM running at its epoch has loaded its saved state (or never needed it)
+    const savedState = c.actual === "running" && vm.desiredState === "running" ? null : vm.savedState;
+    this.putVm({ ...vm, actual: Object.freeze({ state: c.actual, epoch: c.epoch, atMs: c.atMs }), savedState });
     return { ok: true, type: c.type, vm: c.vm, actual: c.actual, epoch: c.epoch };
   }
 
@@ -447,6 +474,9 @@ export class ClusterState {
     if (c.from === c.to) return reject(c.type, "INVALID_ARGUMENT", `beginMigration.to must differ from beginMigration.from (both ${c.from})`);
     if (vm.owner === null) return reject(c.type, "FAILED_PRECONDITION", `vm ${c.vm} has no owner (pending: ${vm.pendingReason ?? ""})`);
     if (vm.owner !== c.from) return reject(c.type, "FAILED_PRECONDITION", `vm ${c.vm} is owned by ${vm.owner}, not ${c.from}`);
+    if (vm.desiredState === "saved" || vm.savedState !== null) {
+      return reject(c.type, "FAILED_PRECONDITION", `vm ${c.vm} has a saved state on ${vm.owner}: restore it (or stop the VM) before moving it`);
+    }
     const flight = this.migrations.get(c.vm);
     if (flight !== undefined) {
       return reject(c.type, "FAILED_PRECONDITION", `vm ${c.vm} already has a migration in flight from ${flight.from} to ${flight.to} at epoch ${flight.epoch} (id ${flight.migrationId})`);
@@ -541,9 +571,10 @@ export class ClusterState {
     }
     if (vm.owner !== null) this.ledger.remove(vm.owner, vm.spec, "owned");
     if (newOwner !== null) this.ledger.add(newOwner, vm.spec, "owned");
-    const desiredState: VmDesiredState = vm.owner !== null && vm.spec.restartPolicy === "do-not-restart" ? "stopped" : vm.desiredState;
+    // A saved state stays on the node that wrote it: a saved VM comes back stopped elsewhere.
+    const desiredState: VmDesiredState = vm.desiredState === "saved" || (vm.owner !== null && vm.spec.restartPolicy === "do-not-restart") ? "stopped" : vm.desiredState;
     const epoch = vm.epoch + 1;
-    this.putVm({ ...vm, owner: newOwner, epoch, pendingReason, desiredState });
+    this.putVm({ ...vm, owner: newOwner, epoch, pendingReason, desiredState, savedState: null });
     return { ok: true, type: c.type, vm: c.vm, owner: newOwner, epoch, desiredState, pendingReason };
   }
 
@@ -555,6 +586,19 @@ export class ClusterState {
 
   getVm(id: string): VmRecord | null {
     return this.vms.get(id) ?? null;
+  }
+
+  /**
+   * Where the placement policy would move `vm` now, away from its owner (for a drain or a
+   * rebalance): `{ ok: false, reason }` when no other node fits.
+   */
+  placeAway(vmId: string, atMs: number): { ok: true; node: string } | { ok: false; reason: string } {
+    const vm = this.vms.get(vmId);
+    if (vm === undefined) return { ok: false, reason: `vm ${vmId} does not exist` };
+    const views = this.placementNodes(vm).filter((n) => n.id !== vm.owner);
+    if (views.length === 0) return { ok: false, reason: "no other node is registered" };
+    const decision = place(views, requestFor(vm.spec, atMs), this.placementConfig());
+    return decision.ok ? { ok: true, node: decision.node } : { ok: false, reason: decision.reason };
   }
 
   /** The migration in flight of `vm`, if any. */

@@ -8,12 +8,15 @@
 export const NODE_STATES = ["active", "draining", "drained", "failed"] as const;
 export type NodeState = (typeof NODE_STATES)[number];
 
-/** What the operator wants a VM to be doing. */
-export const VM_DESIRED_STATES = ["running", "stopped", "paused"] as const;
+/**
+ * What the operator wants a VM to be doing. "saved": its whole state written to a saved state on the
+ * owner node and the VM turned off (Hyper-V's Save); starting it again restores that state.
+ */
+export const VM_DESIRED_STATES = ["running", "stopped", "paused", "saved"] as const;
 export type VmDesiredState = (typeof VM_DESIRED_STATES)[number];
 
 /** What the owner node last reported a VM to be doing. */
-export const VM_ACTUAL_STATES = ["starting", "running", "paused", "stopping", "stopped", "crashed"] as const;
+export const VM_ACTUAL_STATES = ["starting", "running", "paused", "stopping", "stopped", "crashed", "saved"] as const;
 export type VmActualState = (typeof VM_ACTUAL_STATES)[number];
 
 /** DESIGN "The guest machine": bare (M-mode at the ELF entry) or SBI (S-mode kernel at 0x8020_0000). */
@@ -118,6 +121,13 @@ export interface VmRecord {
   /** Why the VM has no owner; `null` exactly when `owner` is not. */
   readonly pendingReason: string | null;
   readonly createdAtMs: number;
+  /**
+   * The saved state (a name, kept on the owner node) the owner writes while the desired state is
+   * "saved", and loads instead of booting the next time it starts the VM. Cleared when the VM is
+   * reported running at its epoch, when it is stopped, and when its owner changes by failover (the
+   * saved state stays on the node that wrote it).
+   */
+  readonly savedState: string | null;
 }
 
 /** A migration between `beginMigration` and its `transfer` or `abortMigration`. */

@@ -57,6 +57,58 @@ describe("state - setDesiredState", () => {
   });
 });
 
+describe("state - saved states", () => {
+  it("saves a running VM into a named saved state, restores it on start, and forgets it once the VM runs", () => {
+    const h = twoNodes();
+    h.ok({ type: "createVm", atMs: 1, vm: "a", spec: spec(MiB), node: "n1" });
+    h.rejected({ type: "setDesiredState", atMs: 2, vm: "a", desiredState: "saved" }, "INVALID_ARGUMENT", "setDesiredState.savedState must name the saved state to write");
+    h.ok({ type: "setDesiredState", atMs: 2, vm: "a", desiredState: "saved", savedState: "before-upgrade" });
+    expect(h.state.getVm("a")).toMatchObject({ desiredState: "saved", savedState: "before-upgrade" });
+    h.ok({ type: "reportActual", atMs: 3, vm: "a", node: "n1", epoch: 1, actual: "saved" });
+    // Start of a saved VM keeps the saved state: the owner loads it instead of booting
+    h.ok({ type: "setDesiredState", atMs: 4, vm: "a", desiredState: "running" });
+    expect(h.state.getVm("a")).toMatchObject({ desiredState: "running", savedState: "before-upgrade" });
+    h.ok({ type: "reportActual", atMs: 5, vm: "a", node: "n1", epoch: 1, actual: "running" });
+    expect(h.state.getVm("a")!.savedState).toBeNull();
+  });
+
+  it("restores a named saved state only into a VM that is not meant to run, and a stop forgets it", () => {
+    const h = twoNodes();
+    h.ok({ type: "createVm", atMs: 1, vm: "a", spec: spec(MiB), node: "n1" });
+    h.rejected({ type: "setDesiredState", atMs: 2, vm: "a", desiredState: "running", savedState: "s1" }, "FAILED_PRECONDITION",
+      "vm a is running: stop or save it before restoring a saved state");
+    h.ok({ type: "setDesiredState", atMs: 2, vm: "a", desiredState: "stopped" });
+    h.rejected({ type: "setDesiredState", atMs: 2, vm: "a", desiredState: "saved", savedState: "s1" }, "FAILED_PRECONDITION", "vm a is stopped: only a running or paused VM can be saved");
+    h.rejected({ type: "setDesiredState", atMs: 2, vm: "a", desiredState: "paused" }, "FAILED_PRECONDITION", "vm a is stopped: only a running VM can be paused");
+    h.ok({ type: "setDesiredState", atMs: 3, vm: "a", desiredState: "running", savedState: "s1" });
+    expect(h.state.getVm("a")!.savedState).toBe("s1");
+    h.ok({ type: "setDesiredState", atMs: 4, vm: "a", desiredState: "stopped" });
+    expect(h.state.getVm("a")!.savedState).toBeNull();
+    h.ok({ type: "setDesiredState", atMs: 5, vm: "a", desiredState: "running" });
+    expect(h.state.getVm("a")!.savedState).toBeNull();
+  });
+
+  it("keeps a VM with a saved state on its node, and a failover brings a saved VM back stopped", () => {
+    const h = twoNodes();
+    h.ok({ type: "createVm", atMs: 1, vm: "a", spec: spec(MiB), node: "n1" });
+    h.ok({ type: "setDesiredState", atMs: 2, vm: "a", desiredState: "saved", savedState: "s" });
+    h.rejected({ type: "beginMigration", atMs: 3, vm: "a", from: "n1", to: "n2", kind: "live" }, "FAILED_PRECONDITION",
+      "vm a has a saved state on n1: restore it (or stop the VM) before moving it");
+    h.ok(nodeCommand("n2", 2 * GiB, 2, 20_000, { leaseUntilMs: 40_000 }));
+    h.ok({ type: "failover", atMs: 20_000, vm: "a", epoch: 1 });
+    expect(h.state.getVm("a")).toMatchObject({ owner: "n2", epoch: 2, desiredState: "stopped", savedState: null });
+  });
+
+  it("places a VM away from its owner for a drain, or says why it cannot", () => {
+    const h = twoNodes();
+    h.ok({ type: "createVm", atMs: 1, vm: "a", spec: spec(GiB), node: "n1" });
+    expect(h.state.placeAway("a", 2)).toEqual({ ok: true, node: "n2" });
+    h.ok({ type: "createVm", atMs: 1, vm: "big", spec: spec(3 * GiB), node: "n1" });
+    expect(h.state.placeAway("big", 2)).toEqual({ ok: false, reason: expect.stringContaining("3072 MiB") });
+    expect(h.state.placeAway("zz", 2)).toEqual({ ok: false, reason: "vm zz does not exist" });
+  });
+});
+
 describe("state - reportActual", () => {
   it("records the owner's report at the current epoch", () => {
     const h = twoNodes();

@@ -8,7 +8,8 @@ import type {
   AddMemberRequest, Backend, CallContext, CancelMigrationRequest, ClusterStatus, ConsoleOpenRequest, ConsoleOutput, CreateVmRequest,
   DeleteVmRequest, DeleteVmResponse, GetMigrationRequest, GetVmRequest, ListMigrationsRequest, ListMigrationsResponse, ListNodesRequest,
   ListNodesResponse, ListVmsRequest, ListVmsResponse, Member, MembersResponse, MigrateRequest, MigrateResponse, Migration, MigrationUpdate,
-  Node, RemoveMemberResponse, SaveVmResponse, Vm, VmEvent, VmState,
+  Node, PromoteMemberRequest, RemoveMemberRequest, RemoveMemberResponse, RestoreVmRequest, ResumeNodeRequest, SaveVmRequest, SaveVmResponse, Vm,
+  VmEvent, VmState, WatchEventsRequest, DrainNodeRequest,
 } from "@hyperfleet/api";
 import { ApiError } from "@hyperfleet/api";
 import type { ClusterCommand, ClusterSuccess, MigrationRecord, NodeView, VmRecord } from "@hyperfleet/cluster";
@@ -16,7 +17,9 @@ import type { FleetdNode } from "./node.js";
 
 export function vmState(vm: VmRecord): VmState {
   if (vm.owner === null) return "VM_STATE_PENDING";
-  if (vm.actual === null || vm.actual.epoch !== vm.epoch) return vm.desiredState === "running" ? "VM_STATE_STARTING" : "VM_STATE_STOPPED";
+  if (vm.actual === null || vm.actual.epoch !== vm.epoch) {
+    return vm.desiredState === "running" ? "VM_STATE_STARTING" : vm.desiredState === "saved" ? "VM_STATE_SAVED" : "VM_STATE_STOPPED";
+  }
   switch (vm.actual.state) {
     case "starting": return "VM_STATE_STARTING";
     case "running": return "VM_STATE_RUNNING";
@@ -24,6 +27,16 @@ export function vmState(vm: VmRecord): VmState {
     case "stopping": return "VM_STATE_STOPPING";
     case "stopped": return "VM_STATE_STOPPED";
     case "crashed": return "VM_STATE_CRASHED";
+    case "saved": return "VM_STATE_SAVED";
+  }
+}
+
+function apiDesiredState(d: VmRecord["desiredState"]): Vm["desiredState"] {
+  switch (d) {
+    case "running": return "VM_DESIRED_STATE_RUNNING";
+    case "paused": return "VM_DESIRED_STATE_PAUSED";
+    case "saved": return "VM_DESIRED_STATE_SAVED";
+    case "stopped": return "VM_DESIRED_STATE_STOPPED";
   }
 }
 
@@ -40,13 +53,14 @@ export function toApiVm(vm: VmRecord, migration: MigrationRecord | null): Vm {
       priority: vm.spec.priority === "high" ? "VM_PRIORITY_HIGH" : vm.spec.priority === "low" ? "VM_PRIORITY_LOW" : "VM_PRIORITY_NORMAL",
       restartPolicy: vm.spec.restartPolicy === "do-not-restart" ? "RESTART_POLICY_DO_NOT_RESTART" : "RESTART_POLICY_RESTART",
     },
-    desiredState: vm.desiredState === "running" ? "VM_DESIRED_STATE_RUNNING" : vm.desiredState === "paused" ? "VM_DESIRED_STATE_PAUSED" : "VM_DESIRED_STATE_STOPPED",
+    desiredState: apiDesiredState(vm.desiredState),
     state: vmState(vm),
     owner: vm.owner ?? "",
     epoch: vm.epoch,
     pendingReason: vm.pendingReason ?? "",
     migrationId: migration === null ? "" : String(migration.migrationId),
     createdAtMs: vm.createdAtMs,
+    savedState: vm.savedState ?? "",
   };
 }
 
@@ -63,9 +77,12 @@ function toApiNode(n: NodeView, nowMs: number, runningVms: number): Node {
   };
 }
 
-function unimplemented(what: string): ApiError {
-  return new ApiError("FAILED_PRECONDITION", `${what} is not available in this version of fleetd`);
-}
+/** How long Save waits for the owner to write the saved state; Restore, for the VM to run again. */
+const SAVE_TIMEOUT_MS = 120_000;
+const RESTORE_TIMEOUT_MS = 60_000;
+const POLL_MS = 50;
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function emptyProgress(): Migration["progress"] {
   return {
@@ -111,9 +128,19 @@ export class NodeBackend implements Backend {
     return this.view(r.name);
   }
 
-  private async desire(name: string, desiredState: "running" | "stopped" | "paused"): Promise<Vm> {
-    await this.command({ type: "setDesiredState", atMs: Date.now(), vm: name, desiredState });
+  private async desire(name: string, desiredState: "running" | "stopped" | "paused", savedState: string | null = null): Promise<Vm> {
+    await this.command({ type: "setDesiredState", atMs: Date.now(), vm: name, desiredState, savedState });
     return this.view(name);
+  }
+
+  /** Polls this node's copy of the state until `done(vm)` or the time is up; the VM as it then is. */
+  private async waitFor(name: string, done: (vm: VmRecord) => boolean, timeoutMs: number): Promise<VmRecord> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const vm = this.vmOrThrow(name);
+      if (done(vm) || Date.now() >= until) return vm;
+      await sleep(POLL_MS);
+    }
   }
 
   startVm(r: { name: string }): Promise<Vm> {
@@ -125,22 +152,54 @@ export class NodeBackend implements Backend {
   }
 
   pauseVm(r: { name: string }): Promise<Vm> {
+    const vm = this.vmOrThrow(r.name);
+    if (vm.desiredState !== "running" && vm.desiredState !== "paused") throw new ApiError("FAILED_PRECONDITION", `vm ${r.name} is ${vm.desiredState}: only a running VM can be paused`);
     return this.desire(r.name, "paused");
   }
 
   resumeVm(r: { name: string }): Promise<Vm> {
+    const vm = this.vmOrThrow(r.name);
+    if (vm.desiredState !== "paused" && vm.desiredState !== "running") throw new ApiError("FAILED_PRECONDITION", `vm ${r.name} is ${vm.desiredState}, not paused: start it instead`);
     return this.desire(r.name, "running");
   }
 
-  saveVm(): Promise<SaveVmResponse> {
-    return Promise.reject(unimplemented("SaveVm"));
+  async saveVm(r: SaveVmRequest): Promise<SaveVmResponse> {
+    const vm = this.vmOrThrow(r.name);
+    if (vm.owner === null) throw new ApiError("FAILED_PRECONDITION", `vm ${r.name} has no owner (pending): nothing runs to save`);
+    const flight = this.node.state.getMigration(r.name);
+    if (flight !== null) throw new ApiError("FAILED_PRECONDITION", `vm ${r.name} has a migration in flight (id ${flight.migrationId}): wait for it or cancel it`);
+    await this.command({ type: "setDesiredState", atMs: Date.now(), vm: r.name, desiredState: "saved", savedState: r.savedState });
+    const { epoch, owner } = vm;
+    const after = await this.waitFor(r.name, (v) => v.epoch !== epoch || v.desiredState !== "saved" || (v.actual !== null && v.actual.epoch === epoch && v.actual.state !== "running" && v.actual.state !== "paused" && v.actual.state !== "starting"), SAVE_TIMEOUT_MS);
+    if (after.epoch !== epoch || after.actual?.state !== "saved" || after.actual.epoch !== epoch) {
+      throw new ApiError("ABORTED", `vm ${r.name} was not saved: it is ${vmState(after)} (desired ${after.desiredState}) on ${after.owner ?? "no node"}`);
+    }
+    const answer = await this.node.request(owner, "saved-state", new TextEncoder().encode(JSON.stringify({ vm: r.name, name: r.savedState })));
+    return { vm: this.view(r.name), savedState: r.savedState, sizeBytes: Number(answer["sizeBytes"]) };
   }
 
-  restoreVm(): Promise<Vm> {
-    return Promise.reject(unimplemented("RestoreVm"));
+  async restoreVm(r: RestoreVmRequest): Promise<Vm> {
+    const vm = this.vmOrThrow(r.name);
+    if (vm.owner === null) throw new ApiError("FAILED_PRECONDITION", `vm ${r.name} has no owner (pending)`);
+    if (vm.desiredState === "running" || vm.desiredState === "paused") {
+      throw new ApiError("FAILED_PRECONDITION", `vm ${r.name} is ${vm.desiredState}: stop or save it before restoring a saved state`);
+    }
+    // The owner holds the saved states: it says whether this one exists and is whole.
+    await this.node.request(vm.owner, "saved-state", new TextEncoder().encode(JSON.stringify({ vm: r.name, name: r.savedState })));
+    await this.command({ type: "setDesiredState", atMs: Date.now(), vm: r.name, desiredState: "running", savedState: r.savedState });
+    const { epoch } = vm;
+    const after = await this.waitFor(r.name, (v) => v.epoch !== epoch || v.desiredState !== "running" || (v.actual !== null && v.actual.epoch === epoch && (v.actual.state === "running" || v.actual.state === "crashed")), RESTORE_TIMEOUT_MS);
+    if (after.epoch === epoch && after.actual?.state === "crashed") {
+      throw new ApiError("FAILED_PRECONDITION", `vm ${r.name} did not start from saved state ${r.savedState} on ${vm.owner} (its log says why)`);
+    }
+    return this.view(r.name);
   }
 
   async deleteVm(r: DeleteVmRequest): Promise<DeleteVmResponse> {
+    const vm = this.vmOrThrow(r.name);
+    if (!r.force && (vm.desiredState === "running" || vm.desiredState === "paused")) {
+      throw new ApiError("FAILED_PRECONDITION", `vm ${r.name} is ${vm.desiredState}: stop it first, or delete it with force`);
+    }
     await this.command({ type: "deleteVm", atMs: Date.now(), vm: r.name });
     return {};
   }
@@ -156,9 +215,9 @@ export class NodeBackend implements Backend {
     return { vms };
   }
 
-  // eslint-disable-next-line require-yield
-  async *watchVmEvents(): AsyncIterable<VmEvent> {
-    throw unimplemented("WatchEvents");
+  watchVmEvents(r: WatchEventsRequest, context: CallContext): AsyncIterable<VmEvent> {
+    if (r.vm !== "") this.vmOrThrow(r.vm);
+    return this.node.events.watch(r.vm, context.signal);
   }
 
   async *attachConsole(r: ConsoleOpenRequest, _input: AsyncIterable<Uint8Array>, context: CallContext): AsyncIterable<ConsoleOutput> {
@@ -219,12 +278,23 @@ export class NodeBackend implements Backend {
     return { nodes };
   }
 
-  drainNode(): Promise<Node> {
-    return Promise.reject(unimplemented("DrainNode"));
+  private nodeView(id: string): Node {
+    const n = this.node.state.listNodes().find((x) => x.id === id);
+    if (n === undefined) throw new ApiError("NOT_FOUND", `node ${id} is not registered`);
+    const running = this.node.state.listVms({ node: id }).filter((vm) => vmState(vm) === "VM_STATE_RUNNING").length;
+    return toApiNode(n, Date.now(), running);
   }
 
-  resumeNode(): Promise<Node> {
-    return Promise.reject(unimplemented("ResumeNode"));
+  async drainNode(r: DrainNodeRequest): Promise<Node> {
+    this.nodeView(r.node);
+    await this.command({ type: "setNodeState", atMs: Date.now(), node: r.node, state: "draining" });
+    return this.nodeView(r.node);
+  }
+
+  async resumeNode(r: ResumeNodeRequest): Promise<Node> {
+    this.nodeView(r.node);
+    await this.command({ type: "setNodeState", atMs: Date.now(), node: r.node, state: "active" });
+    return this.nodeView(r.node);
   }
 
   async clusterStatus(): Promise<ClusterStatus> {
@@ -268,15 +338,51 @@ export class NodeBackend implements Backend {
     return { members: this.members() };
   }
 
-  addMember(_r: AddMemberRequest): Promise<Member> {
-    return Promise.reject(unimplemented("AddMember"));
+  private member(id: string): Member {
+    const m = this.members().find((x) => x.id === id);
+    if (m === undefined) throw new ApiError("NOT_FOUND", `${id} is not a member of cluster ${this.node.config.clusterId}`);
+    return m;
   }
 
-  promoteMember(): Promise<Member> {
-    return Promise.reject(unimplemented("PromoteMember"));
+  /** Adds a learner: it receives the log (a snapshot first) but does not vote until promoted. */
+  async addMember(r: AddMemberRequest): Promise<Member> {
+    if (this.members().some((m) => m.id === r.id)) throw new ApiError("ALREADY_EXISTS", `${r.id} is already a member of cluster ${this.node.config.clusterId}`);
+    try {
+      await this.node.raft.addLearner({ id: r.id, peerAddress: r.raftAddress, clientAddress: r.apiAddress });
+    } catch (e) {
+      throw this.node.apiError(e);
+    }
+    return this.member(r.id);
   }
 
-  removeMember(): Promise<RemoveMemberResponse> {
-    return Promise.reject(unimplemented("RemoveMember"));
+  /** Makes a learner a voter (once it has caught up: the leader refuses a learner far behind). */
+  async promoteMember(r: PromoteMemberRequest): Promise<Member> {
+    const m = this.member(r.id);
+    if (m.role !== "MEMBER_ROLE_LEARNER") throw new ApiError("FAILED_PRECONDITION", `${r.id} already votes`);
+    try {
+      await this.node.raft.promote(r.id);
+    } catch (e) {
+      throw this.node.apiError(e);
+    }
+    return this.member(r.id);
+  }
+
+  /**
+   * Removes a member from Raft and its node from the cluster state. Refused while the node owns VMs
+   * (drain it first) and for the last voter.
+   */
+  async removeMember(r: RemoveMemberRequest): Promise<RemoveMemberResponse> {
+    const m = this.member(r.id);
+    const owned = this.node.state.listVms({ node: r.id });
+    if (owned.length > 0) throw new ApiError("FAILED_PRECONDITION", `node ${r.id} still owns ${owned.length} VM(s): drain it first`);
+    const voters = this.members().filter((x) => x.role !== "MEMBER_ROLE_LEARNER");
+    if (m.role !== "MEMBER_ROLE_LEARNER" && voters.length <= 1) throw new ApiError("FAILED_PRECONDITION", `${r.id} is the last voter`);
+    try {
+      await this.node.raft.remove(r.id);
+    } catch (e) {
+      throw this.node.apiError(e);
+    }
+    if (this.node.state.getNode(r.id) !== null) await this.command({ type: "removeNode", atMs: Date.now(), node: r.id });
+    return {};
   }
 }

@@ -43,11 +43,17 @@ export interface FleetdConfig {
   readonly heartbeatTicks: number;
   /** How long a lease lasts from each renewal. */
   readonly leaseMs: number;
+  /**
+   * SIGTERM: how long the node waits for its running VMs to be live-migrated away before it saves
+   * those still here (0: save at once).
+   */
+  readonly shutdownTimeoutMs: number;
 }
 
 export const CONFIG_FLAGS = [
   "id", "cluster-id", "cluster-token", "data-dir", "listen-api", "listen-raft", "listen-http", "peers", "initial-voters", "nats-url",
   "memory-mib", "vcpus", "image-dir", "tick-ms", "election-ticks", "heartbeat-ticks", "lease-ms",
+  "shutdown-timeout-ms",
 ] as const;
 export type ConfigFlag = (typeof CONFIG_FLAGS)[number];
 
@@ -195,6 +201,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Fl
     electionTicks,
     heartbeatTicks,
     leaseMs: integer("lease-ms", 10_000, 1000, 60_000),
+    shutdownTimeoutMs: integer("shutdown-timeout-ms", 60_000, 0, 3_600_000),
   };
 }
 

@@ -85,11 +85,11 @@ function exited(child: ChildProcess): boolean {
   return child.exitCode !== null || child.signalCode !== null;
 }
 
-/** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
-export async function stopProcess(child: ChildProcess, graceMs = 5000): Promise<void> {
+/** `signal` (SIGTERM), then SIGKILL after `graceMs`; resolves once the process is gone. */
+export async function stopProcess(child: ChildProcess, graceMs = 5000, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
   if (exited(child)) return;
   const gone = new Promise<void>((r) => child.once("exit", () => r()));
-  child.kill("SIGTERM");
+  child.kill(signal);
   const timer = new Promise<"late">((r) => setTimeout(() => r("late"), graceMs).unref());
   if ((await Promise.race([gone, timer])) === "late" && !exited(child)) {
     child.kill("SIGKILL");
@@ -191,9 +191,13 @@ export class LocalCluster {
     }
   }
 
-  /** Stops every node (SIGTERM, then SIGKILL after `graceMs`) and the nats-server. */
-  async stop(graceMs = 5000): Promise<void> {
-    await Promise.all(this.nodes.map((n) => stopProcess(n.process, graceMs)));
+  /**
+   * Stops every node and then the nats-server. The whole cluster stops, so nothing is moved: SIGINT
+   * has each node save its VMs where they are (restored when the cluster starts again); SIGKILL after
+   * `graceMs`.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
+    await Promise.all(this.nodes.map((n) => stopProcess(n.process, graceMs, "SIGINT")));
     await this.nats.stop();
   }
 }

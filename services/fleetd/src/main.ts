@@ -4,8 +4,10 @@
  * environment variables, flags; flags win). Once the API and HTTP servers listen it prints one line
  * on stdout:
  *   {"ready":true,"id":"n1","apiAddress":"127.0.0.1:7001","httpAddress":"127.0.0.1:9001","pid":1234}
- * Log lines (JSON) go to stderr. SIGTERM or SIGINT: stops the VMs and the servers, closes the Raft
- * member, exits 0. A bad configuration exits 2 with one line naming the field; a failure to start or
+ * Log lines (JSON) go to stderr. SIGTERM (a service manager stopping the node): the node drains
+ * itself (its running VMs are live-migrated to other nodes), saves the VMs that could not go, stops
+ * the servers, closes the Raft member, exits 0. SIGINT (Ctrl-C, or the whole cluster stopping): the
+ * same without moving anything: every VM is saved where it is (`FleetdNode.shutdown`). A bad configuration exits 2 with one line naming the field; a failure to start or
  * an error the member cannot continue from exits 1.
  */
 import { realpathSync } from "node:fs";
@@ -35,7 +37,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log("info", `${config.id}: ${signal}, shutting down`);
-    node.close().then(() => process.exit(0), (e: unknown) => {
+    node.shutdown({ evacuate: signal === "SIGTERM" }).then(() => process.exit(0), (e: unknown) => {
       log("error", `shutdown failed: ${e instanceof Error ? e.message : String(e)}`);
       process.exit(1);
     });

@@ -13,7 +13,7 @@
  * The reconcile loop (every `RECONCILE_MS`) makes this node run exactly the VMs it owns at their current
  * epoch, in their desired state, while it holds a live lease, and reports what they do.
  */
-import { mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { isAbsolute, join } from "node:path";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
@@ -31,6 +31,8 @@ import {
 } from "@hyperfleet/raft";
 import { emptyProgress, NodeBackend } from "./backend.js";
 import { raftDir, type FleetdConfig } from "./config.js";
+import { VmEventHub } from "./events.js";
+import { SavedStateError, SavedStateStore } from "./saved-states.js";
 
 export const RECONCILE_MS = 200;
 const NATS_REQUEST_TIMEOUT_MS = 5_000;
@@ -38,6 +40,13 @@ const FINISHED_MIGRATIONS_KEPT = 100;
 const COMMIT_CHECKS_MAX = 50;
 const FAILED_STARTS_KEPT = 10_000;
 const ABORT_ATTEMPTS_MAX = 5;
+/** A transfer that reached no leader is proposed again this many times (it surely did not commit). */
+const TRANSFER_ATTEMPTS_MAX = 20;
+/** Live migrations a draining node sends at once (Hyper-V's default of simultaneous live migrations). */
+const DRAIN_PARALLEL = 2;
+const DRAIN_RETRY_MS_MAX = 30_000;
+/** The saved state a node writes of the VMs it could not move away when it shuts down. */
+export const SHUTDOWN_SAVED_STATE = "host-shutdown";
 
 export interface FleetdLogger {
   info(message: string): void;
@@ -51,6 +60,7 @@ export class FleetdError extends Error {
 
 interface MigrateOrder {
   vm: string;
+  kind: "live" | "quick";
   to: string;
   epoch: number;
   migrationId: number;
@@ -119,17 +129,27 @@ export class FleetdNode {
   private readonly sending = new Set<number>();
   private readonly watchers = new Map<string, Set<(u: MigrationUpdate) => void>>();
   private lastRenewMs = 0;
+  /** Leader only: per VM of a draining node, failed move attempts and when to try again. */
+  private readonly drainAttempts = new Map<string, { count: number; nextAtMs: number; reason: string }>();
+  private drainBusy = false;
+  /** SIGTERM's last phase: the reconcile loop no longer starts or stops anything. */
+  private evacuating = false;
+  private reconcileCount = 0;
+  readonly saved: SavedStateStore;
+  readonly events: VmEventHub;
   apiAddress = "";
   httpAddress = "";
 
   private constructor(readonly config: FleetdConfig, transport: GrpcRaftTransport, raftAddress: string, private readonly log: FleetdLogger, onFatal: (e: Error) => void) {
     this.id = config.id;
     this.root = new RootPartition(config.memoryMib * 2 ** 20, { prefault: true, spareWorkers: 1 });
+    this.saved = new SavedStateStore(join(config.dataDir, "saved-states"));
     const peers: MemberInfo[] = [
       ...config.peers.filter((p) => p.id !== config.id).map((p) => ({ id: p.id, peerAddress: p.raftAddress, clientAddress: "" })),
       { id: config.id, peerAddress: raftAddress, clientAddress: "" },
     ];
     const state = this.state;
+    const events = (this.events = new VmEventHub(state));
     mkdirSync(raftDir(config), { recursive: true });
     this.raft = RaftNode.start<ClusterResult | null>({
       id: config.id,
@@ -138,7 +158,12 @@ export class FleetdNode {
       transport,
       stateMachine: {
         apply: (entry: Entry) => {
-          if (entry.type === EntryType.Normal && entry.data.length > 0) return state.apply(entry.index, entry.data);
+          if (entry.type === EntryType.Normal && entry.data.length > 0) {
+            const before = events.before(entry.data);
+            const result = state.apply(entry.index, entry.data);
+            events.after(before, result);
+            return result;
+          }
           state.skip(entry.index);
           return null;
         },
@@ -179,7 +204,7 @@ export class FleetdNode {
       try {
         return { result: await this.raft.propose(data) };
       } catch (e) {
-        const err = this.raftError(e);
+        const err = this.apiError(e);
         return { error: err.code, message: err.message };
       }
     });
@@ -205,6 +230,15 @@ export class FleetdNode {
       // before its MigrationSource exists, runSource sees `cancelled` and cancels it at creation
       this.sources.get(migrationId)?.cancel("cancelled by the operator");
       return { ok: true };
+    });
+    this.serve("saved-state", async (data) => {
+      const { vm, name } = JSON.parse(fromUtf8.decode(data)) as { vm: string; name: string };
+      try {
+        return { sizeBytes: await this.saved.check(vm, name) };
+      } catch (e) {
+        if (e instanceof SavedStateError) return { error: e.code, message: `${e.message} on node ${this.id}` };
+        throw e;
+      }
     });
     this.serve("receive", async (data) => {
       const { vm, session } = JSON.parse(fromUtf8.decode(data)) as { vm: string; session: number };
@@ -283,7 +317,7 @@ export class FleetdNode {
     this.subscriptions.push(sub);
   }
 
-  private async request(node: string, what: string, body: Uint8Array, timeoutMs = NATS_REQUEST_TIMEOUT_MS): Promise<Record<string, unknown>> {
+  async request(node: string, what: string, body: Uint8Array, timeoutMs = NATS_REQUEST_TIMEOUT_MS): Promise<Record<string, unknown>> {
     let reply;
     try {
       reply = await this.nc.request(this.subject(node, what), body, { timeout: timeoutMs });
@@ -293,7 +327,8 @@ export class FleetdNode {
     const answer = JSON.parse(fromUtf8.decode(reply.data)) as Record<string, unknown>;
     if (typeof answer["error"] === "string") {
       const code = answer["error"];
-      throw new ApiError(code === "UNAVAILABLE" || code === "FAILED_PRECONDITION" || code === "ALREADY_EXISTS" || code === "DEADLINE_EXCEEDED" ? code : "INTERNAL", String(answer["message"]));
+      const known = code === "UNAVAILABLE" || code === "FAILED_PRECONDITION" || code === "ALREADY_EXISTS" || code === "DEADLINE_EXCEEDED" || code === "NOT_FOUND";
+      throw new ApiError(known ? code : "INTERNAL", String(answer["message"]));
     }
     return answer;
   }
@@ -337,7 +372,8 @@ export class FleetdNode {
     return client;
   }
 
-  private raftError(e: unknown): ApiError {
+  /** The API error for a failure of a Raft call (NotLeader → UNAVAILABLE, outcome unknown → DEADLINE_EXCEEDED). */
+  apiError(e: unknown): ApiError {
     if (e instanceof ApiError) return e;
     if (e instanceof NotLeaderError || e instanceof ProposalRejectedError) return new ApiError("UNAVAILABLE", `${e.message}: retry`);
     if (e instanceof ProposalOutcomeUnknownError) return new ApiError("DEADLINE_EXCEEDED", e.message);
@@ -353,7 +389,7 @@ export class FleetdNode {
         if (result === null) throw new ApiError("INTERNAL", "a proposed command applied without a result");
         return result;
       } catch (e) {
-        throw this.raftError(e);
+        throw this.apiError(e);
       }
     }
     const leader = this.raft.leader();
@@ -386,6 +422,12 @@ export class FleetdNode {
         await this.write({ type: "renewLease", atMs: now, node: this.id, untilMs: now + this.config.leaseMs });
         this.lastRenewMs = now;
       }
+      // Back from a shutdown that drained this node: take VMs again (an operator's drain stays).
+      const marker = this.shutdownMarker();
+      if (!this.evacuating && me !== null && existsSync(marker)) {
+        if (me.state === "draining" || me.state === "drained") await this.write({ type: "setNodeState", atMs: now, node: this.id, state: "active" });
+        rmSync(marker, { force: true });
+      }
     } catch (e) {
       this.log.warn(`lease: ${e instanceof Error ? e.message : String(e)}`);
     }
@@ -404,7 +446,7 @@ export class FleetdNode {
   }
 
   private async reconcile(): Promise<void> {
-    if (this.reconciling || this.closing) return;
+    if (this.reconciling || this.closing || this.evacuating) return;
     this.reconciling = true;
     try {
       const live = this.leaseLive();
@@ -429,9 +471,107 @@ export class FleetdNode {
         void this.root.destroy(name).catch((e: unknown) => this.log.warn(`destroying ${name}: ${e instanceof Error ? e.message : String(e)}`))
           .finally(() => this.busy.delete(name));
       }
+      if (this.raft.isLeader()) void this.driveDrains().catch((e: unknown) => this.log.warn(`drain: ${e instanceof Error ? e.message : String(e)}`));
+      // Now and then: saved states of VMs that no longer exist go away.
+      if (++this.reconcileCount % 50 === 0) void this.forgetDeletedSavedStates();
     } finally {
       this.reconciling = false;
     }
+  }
+
+  private async forgetDeletedSavedStates(): Promise<void> {
+    for (const vm of await this.saved.vms()) {
+      if (this.state.getVm(vm) === null && this.root.get(vm) === undefined) await this.saved.removeVm(vm).catch(() => undefined);
+    }
+  }
+
+  // ---- drains ----
+
+  /**
+   * Leader only, from the reconcile loop: moves the VMs of draining nodes away (running ones by live
+   * migration, `DRAIN_PARALLEL` at a time per node; stopped ones by moving their ownership), to where
+   * the placement policy puts them; a node whose VMs are all gone becomes drained. A VM that cannot
+   * move now (no room, a failed migration) is tried again later with a growing delay; a paused VM or
+   * one with a saved state (which stays on its node) keeps the node draining until it is resumed,
+   * stopped or restored. A new leader picks the drain up where the old one left it: it reads it all
+   * from the cluster state.
+   */
+  private async driveDrains(): Promise<void> {
+    if (this.drainBusy) return;
+    this.drainBusy = true;
+    try {
+      const now = Date.now();
+      for (const node of this.state.listNodes()) {
+        if (node.state !== "draining") continue;
+        const owned = this.state.listVms({ node: node.id });
+        const flights = this.state.listMigrations().filter((m) => m.from === node.id || m.to === node.id);
+        if (owned.length === 0 && flights.length === 0) {
+          await this.write({ type: "setNodeState", atMs: now, node: node.id, state: "drained" });
+          this.log.info(`node ${node.id} is drained`);
+          continue;
+        }
+        let slots = DRAIN_PARALLEL - flights.filter((m) => m.from === node.id).length;
+        for (const vm of owned) {
+          if (slots <= 0) break;
+          if (this.state.getMigration(vm.id) !== null) continue;
+          const tried = this.drainAttempts.get(vm.id);
+          if (tried !== undefined && tried.nextAtMs > now) continue;
+          if (vm.desiredState === "saved" || vm.savedState !== null) continue;
+          const reported = vm.actual !== null && vm.actual.epoch === vm.epoch ? vm.actual.state : null;
+          const runs = reported === "running" && vm.desiredState === "running";
+          const off = vm.desiredState !== "paused" && reported !== "running" && reported !== "paused" && reported !== "starting" && reported !== "stopping";
+          if (!runs && !off) continue;
+          const target = this.state.placeAway(vm.id, now);
+          if (!target.ok) {
+            this.drainFailed(vm.id, now, `no node can take it: ${target.reason}`);
+            continue;
+          }
+          slots--;
+          if (runs) {
+            void this.startMigration({
+              vm: vm.id, targetNode: target.node, kind: "MIGRATION_KIND_LIVE", downtimeLimitMs: 0, bandwidthLimitBytesPerSecond: 0, maxRounds: 0,
+              policy: "NO_CONVERGENCE_POLICY_UNSPECIFIED",
+            }).then(
+              () => this.drainAttempts.delete(vm.id),
+              (e: unknown) => this.drainFailed(vm.id, Date.now(), e instanceof Error ? e.message : String(e)),
+            );
+          } else {
+            // Nothing runs: only the ownership moves (begin and transfer at once, no data to copy).
+            try {
+              const begun = await this.write({ type: "beginMigration", atMs: now, vm: vm.id, from: node.id, to: target.node, kind: "quick" });
+              if (begun.type !== "beginMigration") continue;
+              await this.write({ type: "transfer", atMs: now, vm: vm.id, from: node.id, to: target.node, epoch: begun.epoch, migrationId: begun.migrationId });
+              this.drainAttempts.delete(vm.id);
+              this.log.info(`drain of ${node.id}: vm ${vm.id} (not running) now belongs to ${target.node}`);
+            } catch (e) {
+              this.drainFailed(vm.id, now, e instanceof Error ? e.message : String(e));
+            }
+          }
+        }
+      }
+    } finally {
+      this.drainBusy = false;
+    }
+  }
+
+  private drainFailed(vm: string, now: number, reason: string): void {
+    const count = (this.drainAttempts.get(vm)?.count ?? 0) + 1;
+    const delay = Math.min(DRAIN_RETRY_MS_MAX, 500 * 2 ** Math.min(count, 10));
+    if (this.drainAttempts.get(vm)?.reason !== reason) this.log.warn(`drain: vm ${vm} stays for now (${reason}); trying again in ${delay} ms`);
+    this.drainAttempts.set(vm, { count, nextAtMs: now + delay, reason });
+    if (this.drainAttempts.size > FAILED_STARTS_KEPT) this.drainAttempts.clear();
+  }
+
+  /** Why the VMs of a draining node that have not moved are still there (leader only). */
+  drainBlockers(node: string): string[] {
+    const out: string[] = [];
+    for (const vm of this.state.listVms({ node })) {
+      const tried = this.drainAttempts.get(vm.id);
+      if (vm.desiredState === "saved" || vm.savedState !== null) out.push(`${vm.id}: has a saved state on ${node}`);
+      else if (vm.desiredState === "paused") out.push(`${vm.id}: paused`);
+      else if (tried !== undefined) out.push(`${vm.id}: ${tried.reason}`);
+    }
+    return out;
   }
 
   private async destroyLocal(name: string): Promise<void> {
@@ -454,24 +594,45 @@ export class FleetdNode {
         const attempt = `${vm.id}/${vm.epoch}`;
         if (this.failedStarts.has(attempt)) return;
         await this.report(vm, "starting");
+        // What to start from: the saved state the cluster names, else the one this node wrote of the
+        // VM when it last shut down (at this same epoch), else the image.
+        const from = vm.savedState ?? ((await this.shutdownSaveEpoch(vm.id)) === vm.epoch ? SHUTDOWN_SAVED_STATE : null);
         try {
-          const image = readFileSync(this.imagePath(vm.spec.image));
-          child = this.root.create({ name: vm.id, memoryBytes: vm.spec.memoryBytes, vcpus: vm.spec.vcpus, boot: vm.spec.bootMode, bootargs: vm.spec.bootargs });
-          await child.start({ image });
+          const spec = { name: vm.id, memoryBytes: vm.spec.memoryBytes, vcpus: vm.spec.vcpus, boot: vm.spec.bootMode, bootargs: vm.spec.bootargs };
+          if (from !== null) {
+            const snapshot = await this.saved.read(vm.id, from);
+            child = this.root.create(spec);
+            await child.start({ snapshot });
+          } else {
+            const image = readFileSync(this.imagePath(vm.spec.image));
+            child = this.root.create(spec);
+            await child.start({ image });
+          }
           this.runEpochs.set(vm.id, vm.epoch);
         } catch (e) {
           if (this.root.get(vm.id) !== undefined) await this.destroyLocal(vm.id);
           this.failedStarts.add(attempt);
-          this.log.warn(`vm ${vm.id} did not start: ${e instanceof Error ? e.message : String(e)}`);
+          this.log.warn(`vm ${vm.id} did not start${from === null ? "" : ` from saved state ${from}`}: ${e instanceof Error ? e.message : String(e)}`);
           await this.report(vm, "crashed");
           return;
         }
-        this.log.info(`vm ${vm.id} started (epoch ${vm.epoch})`);
+        if (from === SHUTDOWN_SAVED_STATE && vm.savedState === null) await this.saved.remove(vm.id, SHUTDOWN_SAVED_STATE).catch(() => undefined);
+        this.log.info(`vm ${vm.id} ${from === null ? "started" : `restored from saved state ${from}`} (epoch ${vm.epoch})`);
       } else if (child.state === "paused") {
         await child.resume();
       }
     } else if (leaseLive && vm.desiredState === "paused") {
       if (child?.state === "running") await child.pause();
+    } else if (leaseLive && vm.desiredState === "saved" && vm.savedState !== null) {
+      if (child !== undefined) {
+        const size = await this.saveLocal(vm.id, vm.savedState);
+        this.log.info(`vm ${vm.id} saved to ${vm.savedState} (${size} bytes) and turned off`);
+        await this.report(vm, "saved");
+        return;
+      }
+      const has = await this.saved.size(vm.id, vm.savedState).then(() => true, () => false);
+      await this.report(vm, has ? "saved" : "stopped");
+      return;
     } else if (child !== undefined) {
       await this.destroyLocal(vm.id);
       this.log.info(`vm ${vm.id} stopped`);
@@ -480,6 +641,22 @@ export class FleetdNode {
     const actual: VmActualState = child === undefined ? "stopped" : child.state === "halted" ? "stopped" : child.state === "paused" ? "paused"
       : child.state === "running" ? "running" : "starting";
     await this.report(vm, actual);
+  }
+
+  /** Pauses a local VM, writes its whole state as saved state `name`, and destroys the partition. */
+  private async saveLocal(vm: string, name: string, epoch?: number): Promise<number> {
+    const child = this.root.get(vm);
+    if (child === undefined || child.worker === undefined) throw new FleetdError(`vm ${vm} does not run on node ${this.id}`);
+    if (child.state === "running") await child.pause();
+    if (child.state !== "paused") throw new FleetdError(`vm ${vm} is ${child.state}: nothing to save`);
+    const size = await this.saved.write(vm, name, await child.worker.save({ memory: true }), epoch);
+    await this.destroyLocal(vm);
+    return size;
+  }
+
+  /** The epoch recorded with the VM's shutdown saved state, if this node has one. */
+  private async shutdownSaveEpoch(vm: string): Promise<number | null> {
+    return this.saved.epochOf(vm, SHUTDOWN_SAVED_STATE);
   }
 
   private async report(vm: VmRecord, actual: VmActualState): Promise<void> {
@@ -502,6 +679,8 @@ export class FleetdNode {
     if (vm.owner === null) throw new ApiError("FAILED_PRECONDITION", `vm ${r.vm} has no owner (pending)`);
     const now = Date.now();
     let to = r.targetNode;
+    if (to === vm.owner) throw new ApiError("INVALID_ARGUMENT", `target_node: vm ${r.vm} already runs on node ${to}`);
+    if (to !== "" && this.state.getNode(to) === null) throw new ApiError("NOT_FOUND", `target_node: node ${to} is not registered`);
     if (to === "") {
       const candidates = this.state.listNodes()
         .filter((n) => n.id !== vm.owner && n.state === "active" && n.leaseUntilMs > now && n.freeMemoryBytes >= vm.spec.memoryBytes)
@@ -509,13 +688,31 @@ export class FleetdNode {
       if (candidates.length === 0) throw new ApiError("RESOURCE_EXHAUSTED", `no node other than ${vm.owner} has room for vm ${r.vm}`);
       to = candidates[0]!.id;
     }
-    const begun = await this.write({ type: "beginMigration", atMs: now, vm: r.vm, from: vm.owner, to, kind: r.kind === "MIGRATION_KIND_QUICK" ? "quick" : "live" });
+    const kind = r.kind === "MIGRATION_KIND_QUICK" ? "quick" : "live";
+    const reported = vm.actual !== null && vm.actual.epoch === vm.epoch ? vm.actual.state : null;
+    const off = vm.desiredState === "stopped" && reported !== "running" && reported !== "paused" && reported !== "starting";
+    const begun = await this.write({ type: "beginMigration", atMs: now, vm: r.vm, from: vm.owner, to, kind });
     if (begun.type !== "beginMigration") throw new ApiError("INTERNAL", `beginMigration answered ${begun.type}`);
     const order: MigrateOrder = {
-      vm: r.vm, to, epoch: begun.epoch, migrationId: begun.migrationId, downtimeLimitMs: r.downtimeLimitMs, maxRounds: r.maxRounds,
+      vm: r.vm, kind, to, epoch: begun.epoch, migrationId: begun.migrationId, downtimeLimitMs: r.downtimeLimitMs, maxRounds: r.maxRounds,
       bandwidthLimitBytesPerSecond: r.bandwidthLimitBytesPerSecond,
     };
     this.remember(this.describe(order, vm.owner, null, emptyProgress()));
+    if (off) {
+      // A VM that is off has nothing to copy: its ownership moves at once.
+      const started = Date.now();
+      const moved = await this.write({ type: "transfer", atMs: Date.now(), vm: r.vm, from: vm.owner, to, epoch: begun.epoch, migrationId: begun.migrationId })
+        .then(() => true, async (e: unknown) => {
+          await this.propose({ type: "abortMigration", atMs: Date.now(), vm: r.vm, epoch: begun.epoch, migrationId: begun.migrationId }).catch(() => undefined);
+          throw e;
+        });
+      const result: ApiMigrationResult = {
+        ok: moved, totalMs: Date.now() - started, downtimeMs: 0, bytesSent: 0, rounds: 0, throttlePercentMax: 0, failureReason: "", cancelled: false,
+      };
+      const m = this.describe(order, vm.owner, result, { ...emptyProgress(), phase: "MIGRATION_PHASE_DONE" });
+      this.publish(m, { migrationId: m.id, update: "result", result });
+      return { migrationId: String(begun.migrationId), targetNode: to };
+    }
     try {
       await this.request(vm.owner, "migrate", utf8.encode(JSON.stringify(order)));
     } catch (e) {
@@ -533,7 +730,7 @@ export class FleetdNode {
       sourceNode: from,
       targetNode: order.to,
       options: {
-        kind: "MIGRATION_KIND_LIVE", downtimeLimitMs: order.downtimeLimitMs, bandwidthLimitBytesPerSecond: order.bandwidthLimitBytesPerSecond,
+        kind: order.kind === "quick" ? "MIGRATION_KIND_QUICK" : "MIGRATION_KIND_LIVE", downtimeLimitMs: order.downtimeLimitMs, bandwidthLimitBytesPerSecond: order.bandwidthLimitBytesPerSecond,
         maxRounds: order.maxRounds, policy: "NO_CONVERGENCE_POLICY_FORCE",
       },
       progress,
@@ -583,7 +780,18 @@ export class FleetdNode {
       }
     };
     let transport: NatsTransport | undefined;
+    // Quick migration (Hyper-V's first kind): the VM is paused before anything is copied and resumes
+    // only on the destination, so it is down for the whole move; the copy itself is the same protocol
+    // (every page goes in one round, then the state, the commit and the resume there).
+    let quickPausedAt: number | null = null;
+    const resumeIfQuick = async (): Promise<void> => {
+      if (quickPausedAt !== null && this.root.get(order.vm) === child && child.state === "paused") await child.resume().catch(() => undefined);
+    };
     try {
+      if (order.kind === "quick" && child.state === "running") {
+        await child.pause();
+        quickPausedAt = Date.now();
+      }
       transport = new NatsTransport(this.nc, session, "source");
       await transport.ready();
       await this.request(order.to, "receive", utf8.encode(JSON.stringify({ vm: order.vm, session })));
@@ -610,16 +818,19 @@ export class FleetdNode {
         this.log.info(`vm ${order.vm} moved to ${order.to} in ${result.totalMs} ms (downtime ${result.downtimeMs} ms)`);
         await this.destroyLocal(order.vm);
         finish({
-          ok: true, totalMs: result.totalMs, downtimeMs: result.downtimeMs, bytesSent: result.bytesSent, rounds: result.rounds,
+          ok: true, totalMs: result.totalMs, downtimeMs: quickPausedAt === null ? result.downtimeMs : Date.now() - quickPausedAt, bytesSent: result.bytesSent, rounds: result.rounds,
           throttlePercentMax: result.throttlePercentMax, failureReason: "", cancelled: false,
         });
       } else {
-        if (!result.committed) await abort();
-        else await this.destroyLocal(order.vm).catch(() => undefined);
+        if (!result.committed) {
+          await abort();
+          await resumeIfQuick();
+        } else await this.destroyLocal(order.vm).catch(() => undefined);
         finish({ ...failed(result.reason), totalMs: result.totalMs, bytesSent: result.bytesSent, cancelled: this.cancelled.delete(order.migrationId) });
       }
     } catch (e) {
       await abort();
+      await resumeIfQuick();
       finish(failed(e instanceof Error ? e.message : String(e)));
     } finally {
       this.cancelled.delete(order.migrationId);
@@ -632,11 +843,26 @@ export class FleetdNode {
    * is unknown (the leader changed), reads the cluster state until the migration is decided.
    */
   private async commitTransfer(order: MigrateOrder): Promise<boolean> {
-    try {
-      const result = await this.propose({ type: "transfer", atMs: Date.now(), vm: order.vm, from: this.id, to: order.to, epoch: order.epoch, migrationId: order.migrationId });
-      return result.ok;
-    } catch (e) {
-      this.log.warn(`transfer of ${order.vm}: ${e instanceof Error ? e.message : String(e)}; reading the outcome from the cluster state`);
+    const transfer: ClusterCommand = { type: "transfer", atMs: Date.now(), vm: order.vm, from: this.id, to: order.to, epoch: order.epoch, migrationId: order.migrationId };
+    const moved = (): boolean => {
+      const vm = this.state.getVm(order.vm);
+      return vm !== null && vm.owner === order.to && vm.epoch === order.epoch + 1;
+    };
+    for (let attempt = 1; attempt <= TRANSFER_ATTEMPTS_MAX; attempt++) {
+      try {
+        const result = await this.propose({ ...transfer, atMs: Date.now() });
+        // a retry after an earlier attempt committed unseen is refused as stale: the state tells
+        return result.ok || moved();
+      } catch (e) {
+        // UNAVAILABLE: no leader took the proposal (none known, or it was not the leader), so it did not
+        // commit; propose it again once a leader is there. Anything else: the outcome is unknown.
+        if (e instanceof ApiError && e.code === "UNAVAILABLE" && attempt < TRANSFER_ATTEMPTS_MAX) {
+          await sleep(Math.min(1000, 50 * attempt));
+          continue;
+        }
+        this.log.warn(`transfer of ${order.vm}: ${e instanceof Error ? e.message : String(e)}; reading the outcome from the cluster state`);
+        break;
+      }
     }
     for (let i = 0; i < COMMIT_CHECKS_MAX; i++) {
       const vm = this.state.getVm(order.vm);
@@ -710,6 +936,64 @@ export class FleetdNode {
       set.delete(listener);
       if (set.size === 0) this.watchers.delete(id);
     }
+  }
+
+  private shutdownMarker(): string {
+    return join(this.config.dataDir, "drained-for-shutdown");
+  }
+
+  /**
+   * SIGTERM: this node drains itself (the leader live-migrates its running VMs to where placement puts
+   * them), waits up to `shutdownTimeoutMs` while VMs still move or could, then saves every VM still
+   * here (saved state `host-shutdown`, restored when the node starts again at the same epoch) and
+   * closes. It stays a cluster member; back up, it takes VMs again. With `evacuate: false` (the whole
+   * cluster stops), nothing moves: every VM here is saved at once.
+   */
+  async shutdown(options: { evacuate: boolean } = { evacuate: true }): Promise<void> {
+    const started = Date.now();
+    const deadline = started + this.config.shutdownTimeoutMs;
+    const me = this.state.getNode(this.id);
+    let draining = options.evacuate && me?.state === "draining";
+    if (options.evacuate && me !== null && me.state === "active" && this.config.shutdownTimeoutMs > 0) {
+      try {
+        writeFileSync(this.shutdownMarker(), `${started}\n`);
+        await Promise.race([
+          this.write({ type: "setNodeState", atMs: started, node: this.id, state: "draining" }),
+          sleep(3000).then(() => Promise.reject(new FleetdError("no leader answered within 3 s"))),
+        ]);
+        draining = true;
+      } catch (e) {
+        this.log.warn(`shutdown: could not drain ${this.id} (${e instanceof Error ? e.message : String(e)}): saving its VMs`);
+      }
+    }
+    let stuckSince = Date.now();
+    for (let i = 0; draining && Date.now() < deadline && i < 1_000_000; i++) {
+      const here = this.root.list().filter((c) => c.state === "running" || c.state === "paused");
+      if (here.length === 0) break;
+      const moving = this.outgoing.size > 0 || this.state.listMigrations().some((m) => m.from === this.id);
+      const movable = here.some((c) => this.state.getVm(c.spec.name)?.desiredState === "running" && this.state.placeAway(c.spec.name, Date.now()).ok);
+      if (moving || movable) stuckSince = Date.now();
+      else if (Date.now() - stuckSince >= 1000) break;
+      await sleep(100);
+    }
+    this.evacuating = true;
+    for (const source of this.sources.values()) source.cancel("the node is shutting down");
+    for (let i = 0; i < 100 && this.outgoing.size > 0; i++) await sleep(50);
+    for (const child of this.root.list()) {
+      const name = child.spec.name;
+      const vm = this.state.getVm(name);
+      if (vm === null || vm.owner !== this.id || this.runEpochs.get(name) !== vm.epoch || this.outgoing.has(name)) continue;
+      if (child.state !== "running" && child.state !== "paused") continue;
+      try {
+        const size = await this.saveLocal(name, SHUTDOWN_SAVED_STATE, vm.epoch);
+        this.log.info(`shutdown: vm ${name} saved (${size} bytes); it is restored when ${this.id} starts again`);
+        await Promise.race([this.report(vm, "saved"), sleep(1000)]).catch(() => undefined);
+      } catch (e) {
+        this.log.warn(`shutdown: vm ${name} could not be saved: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    this.log.info(`shutdown took ${Date.now() - started} ms`);
+    await this.close();
   }
 
   /** Stops serving, stops the VMs, closes the Raft member (the WAL is synced) and the NATS connection. */
