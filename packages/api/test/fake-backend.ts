@@ -100,6 +100,7 @@ export class FakeBackend implements Backend {
       pendingReason: "",
       migrationId: "",
       createdAtMs: this.nowMs,
+      savedState: "",
     };
   }
 

@@ -28,7 +28,7 @@ const spec: T.VmSpec = {
 };
 const vm: T.Vm = {
   name: "web", spec, desiredState: "VM_DESIRED_STATE_RUNNING", state: "VM_STATE_RUNNING", owner: "n1", epoch: 7, pendingReason: "",
-  migrationId: "m3", createdAtMs: 1_700_000_000_123,
+  migrationId: "m3", createdAtMs: 1_700_000_000_123, savedState: "before-upgrade",
 };
 const progress: T.MigrationProgress = {
   phase: "MIGRATION_PHASE_PRECOPY", round: 2, pagesRemaining: 1234, dirtyPagesPerSecond: 5000.5, throughputBytesPerSecond: 1.25e9,
