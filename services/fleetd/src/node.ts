@@ -134,6 +134,7 @@ export class FleetdNode {
   private drainBusy = false;
   /** SIGTERM's last phase: the reconcile loop no longer starts or stops anything. */
   private evacuating = false;
+  private shuttingDown = false;
   private reconcileCount = 0;
   readonly saved: SavedStateStore;
   readonly events: VmEventHub;
@@ -424,7 +425,7 @@ export class FleetdNode {
       }
       // Back from a shutdown that drained this node: take VMs again (an operator's drain stays).
       const marker = this.shutdownMarker();
-      if (!this.evacuating && me !== null && existsSync(marker)) {
+      if (!this.shuttingDown && me !== null && existsSync(marker)) {
         if (me.state === "draining" || me.state === "drained") await this.write({ type: "setNodeState", atMs: now, node: this.id, state: "active" });
         rmSync(marker, { force: true });
       }
@@ -950,6 +951,7 @@ export class FleetdNode {
    * cluster stops), nothing moves: every VM here is saved at once.
    */
   async shutdown(options: { evacuate: boolean } = { evacuate: true }): Promise<void> {
+    this.shuttingDown = true;
     const started = Date.now();
     const deadline = started + this.config.shutdownTimeoutMs;
     const me = this.state.getNode(this.id);

@@ -27,7 +27,7 @@ function client(cluster: LocalCluster, node: LocalNode): ApiClient {
 function logTails(dir: string): string {
   return readdirSync(dir).filter((f) => f.endsWith(".log")).map((f) => {
     const lines = readFileSync(join(dir, f), "utf8").split("\n").filter((l) => l !== "" && !l.includes('"level":"debug"'));
-    return `${f}:\n${lines.slice(-5).join("\n")}`;
+    return `${f}:\n${lines.slice(-12).join("\n")}`;
   }).join("\n");
 }
 
@@ -243,4 +243,128 @@ describe("fleetd acceptance", () => {
       expect({ node: n.id, advancing: running }).toEqual({ node: n.id, advancing: expected.get(n.id) });
     }
   }, 120_000);
+  it("fleetd - stop, start, save, restore, quick migration, drain and SIGTERM through the CLI, owners and epochs agree", async () => {
+    const cluster = await startCluster(256);
+    const flags = ["--api", cluster.apiAddresses.join(","), "--token", cluster.token, "--json"];
+    const cli = async (args: string[], timeoutMs = 60_000): Promise<unknown> => {
+      const r = await runCli([...args, ...flags], { cwd: tmpdir(), timeoutMs });
+      expect(r.code, `hyperfleet ${args.join(" ")}: ${r.stderr}`).toBe(0);
+      return JSON.parse(r.stdout) as unknown;
+    };
+    const api = client(cluster, cluster.nodes[0]!);
+    const byId = (id: string): LocalNode => cluster.nodes.find((n) => n.id === id)!;
+    const names = ["a", "b", "c", "d", "e"];
+    for (const name of names) await cli(["vm", "create", name, "--memory", "16M", "--image", "dirtier", "--bootargs", "rate=50 ws=1"]);
+    const running = (name: string): Promise<Vm> => until(`${name} running`, 30_000, async () => {
+      const v = await api.getVm({ name });
+      return v.state === "VM_STATE_RUNNING" && v.migrationId === "" ? v : undefined;
+    });
+    for (const name of names) await running(name);
+    const advancingOn = (name: string, node: string): Promise<number> => until(`${name} advancing on ${node}`, 15_000, async () => {
+      const n = byId(node);
+      if (!(await advancing(n)).includes(name)) return undefined;
+      return (await instructionsByVm(n)).get(name);
+    });
+    const goneEverywhere = (name: string): Promise<true> => until(`${name} gone from every node`, 10_000, async () => {
+      for (const n of cluster.nodes) if (n.process.exitCode === null && (await instructionsByVm(n)).has(name)) return undefined;
+      return true;
+    });
+
+    // stop and start: a fresh boot
+    await running("a");
+    expect((await cli(["vm", "stop", "a"]) as Vm).desiredState).toBe("VM_DESIRED_STATE_STOPPED");
+    await goneEverywhere("a");
+    expect((await api.getVm({ name: "a" })).state).toBe("VM_STATE_STOPPED");
+    await cli(["vm", "start", "a"]);
+    await advancingOn("a", (await running("a")).owner);
+
+    // save and restore: the guest goes on from where it was saved (its retired instructions too)
+    const b = await running("b");
+    const beforeSave = await advancingOn("b", b.owner);
+    const saved = await cli(["vm", "save", "b"]) as { savedState: string; sizeBytes: number; vm: Vm };
+    expect(saved.savedState).toBe("saved");
+    expect(saved.sizeBytes).toBeGreaterThan(0);
+    expect(saved.vm.state).toBe("VM_STATE_SAVED");
+    await goneEverywhere("b");
+    const restored = await cli(["vm", "restore", "b"]) as Vm;
+    expect(restored.owner).toBe(b.owner);
+    expect(restored.epoch).toBe(b.epoch);
+    expect(await advancingOn("b", b.owner)).toBeGreaterThan(beforeSave);
+
+    // a named saved state, then Start of the saved VM restores it
+    const c = await running("c");
+    const beforeSaveC = await advancingOn("c", c.owner);
+    expect((await cli(["vm", "save", "c", "--as", "snap-1"]) as { savedState: string }).savedState).toBe("snap-1");
+    expect((await api.getVm({ name: "c" })).savedState).toBe("snap-1");
+    await cli(["vm", "start", "c"]);
+    await running("c");
+    expect(await advancingOn("c", c.owner)).toBeGreaterThan(beforeSaveC);
+    expect((await api.getVm({ name: "c" })).savedState).toBe("");
+
+    // quick migration: paused, copied, resumed on the target; the epoch moves on by one
+    const d = await running("d");
+    const beforeQuick = await advancingOn("d", d.owner);
+    const quick = await cli(["vm", "migrate", "d", "--quick"]) as { targetNode: string; result: { ok: boolean; downtimeMs: number; totalMs: number } };
+    expect(quick.result.ok).toBe(true);
+    expect(quick.result.downtimeMs).toBeGreaterThan(0);
+    const movedD = await running("d");
+    expect({ owner: movedD.owner, epoch: movedD.epoch }).toEqual({ owner: quick.targetNode, epoch: d.epoch + 1 });
+    expect(await advancingOn("d", movedD.owner)).toBeGreaterThan(beforeQuick);
+
+    // drain the node with the most VMs: they all go elsewhere and keep running; then it takes VMs again
+    const owned = async (): Promise<Map<string, Vm[]>> => {
+      const m = new Map<string, Vm[]>(cluster.nodes.map((n) => [n.id, []]));
+      for (const v of (await api.listVms({})).vms) m.get(v.owner)?.push(v);
+      return m;
+    };
+    const [drainId, drainVms] = [...(await owned())].sort((x, y) => y[1].length - x[1].length)[0]!;
+    expect(drainVms.length).toBeGreaterThan(0);
+    const drained = await cli(["node", "drain", drainId, "--wait", "--timeout", "60"], 70_000) as { state: string; usage: { vms: number } };
+    expect(drained.state).toBe("NODE_STATE_DRAINED");
+    expect(drained.usage.vms).toBe(0);
+    for (const v of drainVms) {
+      const now = await running(v.name);
+      expect(now.owner).not.toBe(drainId);
+      expect(now.epoch).toBe(v.epoch + 1);
+      await advancingOn(v.name, now.owner);
+    }
+    expect((await instructionsByVm(byId(drainId))).size).toBe(0);
+    const created = await api.createVm({ name: "f", memoryBytes: 16 * MIB, vcpus: 1, image: "dirtier", bootargs: "rate=50 ws=1", start: true });
+    expect(created.owner).not.toBe(drainId);
+    expect((await cli(["node", "resume", drainId]) as { state: string }).state).toBe("NODE_STATE_ACTIVE");
+
+    // SIGTERM of a node that runs VMs: they are live-migrated away (not rebooted) and it exits 0
+    const now = await owned();
+    const [termId, termVms] = [...now].filter(([id]) => id !== drainId).sort((x, y) => y[1].length - x[1].length)[0]!;
+    expect(termVms.length).toBeGreaterThan(0);
+    const counts = await instructionsByVm(byId(termId));
+    const term = byId(termId);
+    const exited = new Promise<number | null>((r) => term.process.once("exit", (code) => r(code)));
+    term.process.kill("SIGTERM");
+    const exit = await Promise.race([exited, sleep(45_000).then(() => "still running")]);
+    expect(exit, `${termId} after SIGTERM:\n${logTails(dirs.at(-1)!)}`).toBe(0);
+    const other = client(cluster, cluster.nodes.find((n) => n.id !== termId)!);
+    for (const v of termVms) {
+      const moved = await until(`${v.name} running elsewhere`, 30_000, async () => {
+        const x = await other.getVm({ name: v.name });
+        return x.state === "VM_STATE_RUNNING" && x.owner !== termId && x.migrationId === "" ? x : undefined;
+      });
+      expect(moved.epoch).toBe(v.epoch + 1);
+      expect(await advancingOn(v.name, moved.owner)).toBeGreaterThan(counts.get(v.name) ?? 0);
+    }
+
+    // every VM's owner and epoch agree with the one node that runs it
+    const { vms } = await other.listVms({});
+    expect(vms.map((v) => v.name).sort()).toEqual([...names, "f"].sort());
+    const alive = cluster.nodes.filter((n) => n.id !== termId);
+    await until("each live node runs exactly what it owns", 15_000, async () => {
+      for (const n of alive) {
+        const local = [...(await instructionsByVm(n)).keys()].sort();
+        const mine = vms.filter((v) => v.owner === n.id).map((v) => v.name).sort();
+        if (JSON.stringify(local) !== JSON.stringify(mine)) return undefined;
+      }
+      return true;
+    });
+    for (const v of vms) expect(v.state).toBe("VM_STATE_RUNNING");
+  }, 240_000);
 });

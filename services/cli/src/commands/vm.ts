@@ -1,15 +1,15 @@
 /**
- * `hyperfleet vm ...`: create, start, stop, pause, resume, list, show, console, migrate and delete
- * VMs through the management API.
+ * `hyperfleet vm ...`: create, start, stop, pause, resume, save, restore, list, show, events, console,
+ * migrate and delete VMs through the management API.
  */
 import { Option, type Command } from "commander";
-import type { Vm, VmPriority } from "@hyperfleet/api";
+import type { Vm, VmEvent, VmPriority } from "@hyperfleet/api";
 import { enumText, formatBytes, formatDuration, formatKeyValue, formatTable, printJson, printLine } from "../output.js";
 import { attachConsole, type ConsoleOptions } from "./console.js";
 import { commandGroup, runOperatorCommand, withCommonOptions, type CommonOptions } from "./connection.js";
 import { migrateVm, type MigrateOptions } from "./migrate.js";
 import { UsageError } from "../run.js";
-import { memoryBytesOf, stopTimeoutMsOf, vcpusOf } from "./values.js";
+import { integerOf, memoryBytesOf, stopTimeoutMsOf, vcpusOf } from "./values.js";
 
 const PRIORITIES: Record<string, VmPriority> = { high: "VM_PRIORITY_HIGH", normal: "VM_PRIORITY_NORMAL", low: "VM_PRIORITY_LOW" };
 
@@ -39,6 +39,32 @@ interface StopOptions extends CommonOptions {
 
 interface DeleteOptions extends CommonOptions {
   force?: boolean;
+}
+
+interface SavedStateOptions extends CommonOptions {
+  as?: string;
+  from?: string;
+}
+
+/** The saved state `vm save` writes and `vm restore` loads when none is named. */
+export const DEFAULT_SAVED_STATE = "saved";
+
+/** One VM event as a line of `vm events`. */
+export function eventLine(e: VmEvent): string {
+  const at = new Date(e.atMs).toISOString();
+  switch (e.event) {
+    case "created": return `${at} ${e.vm} created on ${e.created.vm.owner || "-"}`;
+    case "deleted": return `${at} ${e.vm} deleted`;
+    case "stateChanged":
+      return `${at} ${e.vm} ${enumText(e.stateChanged.previousState, "VM_STATE_")} -> ${enumText(e.stateChanged.state, "VM_STATE_")} ` +
+        `(desired ${enumText(e.stateChanged.desiredState, "VM_DESIRED_STATE_")}, ${e.stateChanged.reason})`;
+    case "ownerChanged":
+      return `${at} ${e.vm} owner ${e.ownerChanged.previousOwner || "-"} -> ${e.ownerChanged.owner || "-"} at epoch ${e.ownerChanged.epoch} ` +
+        `(${enumText(e.ownerChanged.reason, "OWNER_CHANGE_REASON_")})`;
+    case "migration":
+      return `${at} ${e.vm} migration ${e.migration.migrationId} ${enumText(e.migration.kind, "VM_MIGRATION_EVENT_KIND_")} ` +
+        `${e.migration.sourceNode} -> ${e.migration.targetNode}${e.migration.reason === "" ? "" : ` (${e.migration.reason})`}`;
+  }
 }
 
 export function stateText(vm: Vm): string {
@@ -84,6 +110,7 @@ export function vmDetails(vm: Vm, nowMs: number): string {
     ["Priority", enumText(vm.spec.priority, "VM_PRIORITY_")],
     ["Restart policy", enumText(vm.spec.restartPolicy, "RESTART_POLICY_")],
     ["Migration", vm.migrationId],
+    ["Saved state", vm.savedState],
     ["Created", `${new Date(vm.createdAtMs).toISOString()} (${formatDuration(nowMs - vm.createdAtMs)} ago)`],
   ];
   if (vm.pendingReason !== "") pairs.splice(2, 0, ["Pending because", vm.pendingReason]);
@@ -193,6 +220,49 @@ export function registerVmCommands(parent: Command): void {
     .description("resume a paused VM")
     .action((name: string, options: CommonOptions) =>
       runOperatorCommand(options, async (cluster) => report(options, "resumed", await cluster.call((c, o) => c.resumeVm({ name }, o)))),
+    );
+
+  withCommonOptions(vm.command("save").argument("<name>", "the VM"))
+    .description("write a running or paused VM's whole state to a saved state on its node and turn it off; `vm start` restores it")
+    .option("--as <saved-state>", "the saved state's name", DEFAULT_SAVED_STATE)
+    .action((name: string, options: SavedStateOptions) =>
+      runOperatorCommand(options, async (cluster) => {
+        const saved = await cluster.call((c, o) => c.saveVm({ name, savedState: options.as ?? DEFAULT_SAVED_STATE }, o), { timeoutMs: 130_000 });
+        if (options.json) printJson(saved);
+        else printLine(`saved ${name} as ${saved.savedState} (${formatBytes(saved.sizeBytes)}) on ${saved.vm.owner}`);
+      }),
+    );
+
+  withCommonOptions(vm.command("restore").argument("<name>", "the VM"))
+    .description("run a stopped or saved VM again from a saved state")
+    .option("--from <saved-state>", "the saved state's name", DEFAULT_SAVED_STATE)
+    .action((name: string, options: SavedStateOptions) =>
+      runOperatorCommand(options, async (cluster) =>
+        report(options, "restored", await cluster.call((c, o) => c.restoreVm({ name, savedState: options.from ?? DEFAULT_SAVED_STATE }, o), { timeoutMs: 70_000 })),
+      ),
+    );
+
+  withCommonOptions(vm.command("events").argument("[name]", "only this VM's events"))
+    .description("follow VM events (created, state, owner, migrations) as they happen; Ctrl-C stops")
+    .option("--count <n>", "stop after this many events")
+    .action((name: string | undefined, options: CommonOptions & { count?: string }) =>
+      runOperatorCommand(options, async (cluster) => {
+        const limit = options.count === undefined ? Infinity : integerOf("--count", options.count, 1, 1_000_000);
+        const stream = cluster.client.watchVmEvents({ vm: name ?? "" });
+        const onSigint = (): void => stream.cancel();
+        process.on("SIGINT", onSigint);
+        let seen = 0;
+        try {
+          for await (const e of stream) {
+            if (options.json) printLine(JSON.stringify(e));
+            else printLine(eventLine(e));
+            if (++seen >= limit) break;
+          }
+        } finally {
+          process.off("SIGINT", onSigint);
+          stream.cancel();
+        }
+      }),
     );
 
   withCommonOptions(vm.command("delete").argument("<name>", "the VM"))
