@@ -23,7 +23,7 @@ import type {
 } from "@hyperfleet/api";
 import { ApiClient, ApiError, forwardingBackend, rejectionToApiError, startApiServer, type ForwardTarget } from "@hyperfleet/api";
 import type { ClusterCommand, ClusterResult, ClusterSuccess, VmActualState, VmRecord } from "@hyperfleet/cluster";
-import { ClusterState, encodeCommand } from "@hyperfleet/cluster";
+import { ClusterState, decodeCommand, encodeCommand } from "@hyperfleet/cluster";
 import { RootPartition } from "@hyperfleet/hypervisor";
 import { MigrationDestination, MigrationSource, NatsTransport, type MigrationProgress } from "@hyperfleet/migration";
 import {
@@ -202,6 +202,17 @@ export class FleetdNode {
     this.nc = await connect({ servers: this.config.natsUrl, name: `fleetd-${this.id}` });
     this.serve("propose", async (data) => {
       if (!this.raft.isLeader()) return { error: "UNAVAILABLE", message: `node ${this.id} is not the leader` };
+      // A node removed from the membership (or not added yet) may not (re)register nor keep a lease.
+      const command = (() => {
+        try {
+          return decodeCommand(data);
+        } catch {
+          return null; // the state machine rejects it with the reason
+        }
+      })();
+      if (command !== null && (command.type === "registerNode" || command.type === "renewLease") && !this.raft.status().members.some((m) => m.id === command.node)) {
+        return { error: "FAILED_PRECONDITION", message: `node ${command.node} is not a member of cluster ${this.config.clusterId}` };
+      }
       try {
         return { result: await this.raft.propose(data) };
       } catch (e) {

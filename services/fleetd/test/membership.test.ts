@@ -1,0 +1,98 @@
+/**
+ * Membership changes through the API on real processes: a fourth fleetd joins a running 3-node
+ * cluster as a learner (AddMember), catches up and registers, is promoted to a voter (PromoteMember),
+ * takes VMs, and is removed again (RemoveMember) once it owns none.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ApiClient, ApiError } from "@hyperfleet/api";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fleetdMainPath, freePort, httpStatus, LocalCluster, stopProcess } from "../src/local-cluster.js";
+import { until } from "./helpers.js";
+
+const MIB = 2 ** 20;
+const dir = mkdtempSync(join(tmpdir(), "fleetd-membership-"));
+let cluster: LocalCluster | undefined;
+let joiner: ChildProcess | undefined;
+const clients: ApiClient[] = [];
+
+function client(address: string): ApiClient {
+  const c = new ApiClient(address, { token: cluster!.token, timeoutMs: 10_000 });
+  clients.push(c);
+  return c;
+}
+
+beforeAll(async () => {
+  cluster = await LocalCluster.start({ nodes: 3, dir, memoryMib: 128 });
+}, 60_000);
+
+afterAll(async () => {
+  for (const c of clients) c.close();
+  if (joiner !== undefined) await stopProcess(joiner, 3000, "SIGKILL");
+  await cluster?.stop(3000);
+  rmSync(dir, { recursive: true, force: true });
+}, 30_000);
+
+describe("membership", () => {
+  it("membership - a node joins as a learner, is promoted, takes a VM and is removed once it owns none", async () => {
+    const api = client(cluster!.apiAddresses[0]!);
+    const raft = `127.0.0.1:${await freePort()}`;
+    const apiAddress = `127.0.0.1:${await freePort()}`;
+    const http = `127.0.0.1:${await freePort()}`;
+    const peers = [...cluster!.nodes.map((n) => `${n.id}=${n.raftAddress}`), `n4=${raft}`].join(",");
+    joiner = spawn(process.execPath, [fleetdMainPath()], {
+      env: {
+        ...process.env,
+        HYPERFLEET_ID: "n4", HYPERFLEET_CLUSTER_ID: "local", HYPERFLEET_CLUSTER_TOKEN: cluster!.token, HYPERFLEET_DATA_DIR: join(dir, "n4"),
+        HYPERFLEET_LISTEN_API: apiAddress, HYPERFLEET_LISTEN_RAFT: raft, HYPERFLEET_LISTEN_HTTP: http, HYPERFLEET_PEERS: peers,
+        HYPERFLEET_INITIAL_VOTERS: "n1,n2,n3", HYPERFLEET_NATS_URL: cluster!.natsUrl, HYPERFLEET_MEMORY_MIB: "128",
+      },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    joiner.stderr?.pipe(createWriteStream(join(dir, "n4.log")));
+
+    const added = await api.addMember({ id: "n4", raftAddress: raft, apiAddress });
+    expect(added).toMatchObject({ id: "n4", raftAddress: raft, role: "MEMBER_ROLE_LEARNER" });
+    await expect(api.addMember({ id: "n4", raftAddress: raft, apiAddress })).rejects.toSatisfy((e) => e instanceof ApiError && e.code === "ALREADY_EXISTS");
+    // the learner catches up, learns the leader and registers itself
+    await until("n4 healthy", 30_000, async () => ((await httpStatus(http, "/healthz")) === 200 ? true : undefined));
+    const own = client(apiAddress);
+    expect((await own.listNodes()).nodes.map((n) => n.id)).toContain("n4");
+
+    const promoted = await api.promoteMember({ id: "n4" });
+    expect(promoted.role).toBe("MEMBER_ROLE_FOLLOWER");
+    await expect(api.promoteMember({ id: "n4" })).rejects.toSatisfy((e) => e instanceof ApiError && e.code === "FAILED_PRECONDITION");
+    const status = await own.clusterStatus();
+    expect(status.members.map((m) => m.id).sort()).toEqual(["n1", "n2", "n3", "n4"]);
+
+    // it takes a VM (moved there), which it must give back before it can leave
+    await api.createVm({ name: "guest", memoryBytes: 8 * MIB, vcpus: 1, image: "dirtier", bootargs: "rate=0 ws=1", start: true });
+    await until("guest running", 20_000, async () => ((await api.getVm({ name: "guest" })).state === "VM_STATE_RUNNING" ? true : undefined));
+    if ((await api.getVm({ name: "guest" })).owner !== "n4") await api.migrate({ vm: "guest", targetNode: "n4" });
+    await until("guest running on n4", 20_000, async () => {
+      const v = await api.getVm({ name: "guest" });
+      return v.owner === "n4" && v.state === "VM_STATE_RUNNING" && v.migrationId === "" ? true : undefined;
+    });
+    await expect(api.removeMember({ id: "n4" })).rejects.toSatisfy((e) => e instanceof ApiError && e.code === "FAILED_PRECONDITION" && /owns 1 VM/.test(e.message));
+    await api.drainNode({ node: "n4" });
+    await until("n4 drained", 30_000, async () => {
+      const n = (await api.listNodes()).nodes.find((x) => x.id === "n4");
+      return n?.state === "NODE_STATE_DRAINED" ? true : undefined;
+    });
+    expect((await api.getVm({ name: "guest" })).owner).not.toBe("n4");
+
+    await api.removeMember({ id: "n4" });
+    await until("n4 gone from members and nodes", 10_000, async () => {
+      const s = await api.clusterStatus();
+      const nodes = (await api.listNodes()).nodes;
+      return !s.members.some((m) => m.id === "n4") && !nodes.some((n) => n.id === "n4") ? true : undefined;
+    });
+    await expect(api.removeMember({ id: "n4" })).rejects.toSatisfy((e) => e instanceof ApiError && e.code === "NOT_FOUND");
+    // n4 still runs and would renew its lease: the cluster no longer lets it register
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await api.listNodes()).nodes.map((n) => n.id)).not.toContain("n4");
+    expect((await api.getVm({ name: "guest" })).state).toBe("VM_STATE_RUNNING");
+  }, 120_000);
+});
