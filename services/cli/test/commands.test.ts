@@ -153,6 +153,33 @@ describe.concurrent("commands - VM lifecycle", { timeout: 60_000 }, () => {
     expect((await hyperfleet(["vm", "delete", "t3", ...c.flags()])).stdout).toBe("deleted t3\n");
   });
 
+  it("save, then restore from the saved state; an unknown saved state: exit 1", async () => {
+    await addVm(c.get().backend, "t4");
+    expect((await hyperfleet(["vm", "save", "t4", ...c.flags()])).stdout).toBe("saved t4 as saved (64M) on n1\n");
+    const named = await hyperfleet(["vm", "save", "t4", "--as", "snap-1", "--json", ...c.flags()]);
+    expect(named.code).toBe(1);
+    expect(oneLine(named.stderr)).toBe("hyperfleet: vm t4 is not running");
+    expect((await hyperfleet(["vm", "restore", "t4", ...c.flags()])).stdout).toBe("restored t4: running on n1\n");
+    const missing = await hyperfleet(["vm", "restore", "t4", "--from", "nope", ...c.flags()]);
+    expect(missing.code).toBe(1);
+    expect(oneLine(missing.stderr)).toBe("hyperfleet: vm t4 has no saved state nope");
+  });
+
+  it("events follows what happens to a VM, one line each, and --count stops it", async () => {
+    const events = hyperfleet(["vm", "events", "t5", "--count", "3", ...c.flags()]);
+    // once the CLI's stream is open (bounded), what follows is what it must print
+    for (let i = 0; i < 200 && !c.get().backend.calls.includes("watchVmEvents"); i++) await new Promise((r) => setTimeout(r, 50));
+    await addVm(c.get().backend, "t5");
+    await c.get().backend.pauseVm({ name: "t5" }, callContext());
+    const r = await events;
+    expect(r.code, `${r.stderr} / ${r.stdout}`).toBe(0);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatch(/^\d{4}-\d\d-\d\dT\S+ t5 created on n1$/);
+    expect(lines[1]).toMatch(/ t5 stopped -> running \(desired running, /);
+    expect(lines[2]).toMatch(/ t5 running -> paused \(desired paused, pause requested\)$/);
+  });
+
   it("stop: --force and --timeout together are a usage error", async () => {
     const both = await hyperfleet(["vm", "stop", "web", "--force", "--timeout", "5", ...c.flags()]);
     expect(both.code).toBe(2);
