@@ -16,7 +16,7 @@
  */
 import { ClusterCommandError } from "./errors.js";
 import type { Fields } from "./fields.js";
-import { address, id, labels, nodeCapacity, oneOf, optionalId, optionalSafeInteger, record, safeInteger, vmSpec } from "./fields.js";
+import { address, id, labels, nodeCapacity, oneOf, optionalBoolean, optionalId, optionalSafeInteger, record, safeInteger, vmSpec } from "./fields.js";
 import type { Capacity, MigrationKind, NodeState, VmActualState, VmDesiredState, VmSpec } from "./types.js";
 import { MIGRATION_KINDS, NODE_STATES, VM_ACTUAL_STATES, VM_DESIRED_STATES } from "./types.js";
 
@@ -143,6 +143,8 @@ export interface AbortMigrationCommand extends Stamped {
   readonly vm: string;
   readonly epoch: number;
   readonly migrationId?: number | null;
+  /** An operator cancelled it (rather than it failing); recorded for those who watch. Default false. */
+  readonly cancelled?: boolean;
 }
 
 /**
@@ -204,7 +206,7 @@ const FIELDS: Record<CommandType, readonly string[]> = {
   reportActual: ["vm", "node", "epoch", "actual"],
   beginMigration: ["vm", "from", "to", "kind"],
   transfer: ["vm", "from", "to", "epoch", "migrationId"],
-  abortMigration: ["vm", "epoch", "migrationId"],
+  abortMigration: ["vm", "epoch", "migrationId", "cancelled"],
   failover: ["vm", "to", "epoch"],
   deleteVm: ["vm"],
 };
@@ -286,6 +288,7 @@ function parseCommand(value: unknown): DecodedCommand {
         vm: id(f["vm"], `${t}.vm`),
         epoch: safeInteger(f["epoch"], `${t}.epoch`, 1),
         migrationId: optionalSafeInteger(f["migrationId"], `${t}.migrationId`, 1),
+        cancelled: optionalBoolean(f["cancelled"], `${t}.cancelled`),
       };
     case "failover":
       return { type: t, atMs, vm: id(f["vm"], `${t}.vm`), to: optionalId(f["to"], `${t}.to`), epoch: safeInteger(f["epoch"], `${t}.epoch`, 1) };

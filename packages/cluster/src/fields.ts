@@ -67,6 +67,12 @@ export function id(value: unknown, path: string): string {
 }
 
 /** `null` when absent. */
+export function optionalBoolean(value: unknown, path: string): boolean {
+  if (value === undefined || value === null) return false;
+  if (typeof value !== "boolean") fail(path, "must be true or false", value);
+  return value;
+}
+
 export function optionalId(value: unknown, path: string): string | null {
   return value === undefined || value === null ? null : id(value, path);
 }

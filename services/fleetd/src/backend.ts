@@ -83,6 +83,13 @@ const RESTORE_TIMEOUT_MS = 60_000;
 const POLL_MS = 50;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** A learner at most this many entries behind the commit index may be promoted. */
+const PROMOTE_LAG_MAX = 100;
+
+function runningVmsPerActiveNode(vms: readonly VmRecord[], nodes: readonly NodeView[]): number {
+  const active = nodes.filter((n) => n.state === "active").length;
+  return active === 0 ? 0 : vms.filter((vm) => vmState(vm) === "VM_STATE_RUNNING").length / active;
+}
 
 export function emptyProgress(): Migration["progress"] {
   return {
@@ -144,6 +151,11 @@ export class NodeBackend implements Backend {
   }
 
   startVm(r: { name: string }): Promise<Vm> {
+    const vm = this.vmOrThrow(r.name);
+    if (vm.desiredState === "running" || vm.desiredState === "paused") {
+      const hint = vm.actual?.state === "crashed" && vm.actual.epoch === vm.epoch ? ": it crashed at start; stop it, then start it again" : "";
+      throw new ApiError("FAILED_PRECONDITION", `vm ${r.name} is already ${vm.desiredState === "paused" ? "paused (resume it)" : "running"}${hint}`);
+    }
     return this.desire(r.name, "running");
   }
 
@@ -153,13 +165,15 @@ export class NodeBackend implements Backend {
 
   pauseVm(r: { name: string }): Promise<Vm> {
     const vm = this.vmOrThrow(r.name);
-    if (vm.desiredState !== "running" && vm.desiredState !== "paused") throw new ApiError("FAILED_PRECONDITION", `vm ${r.name} is ${vm.desiredState}: only a running VM can be paused`);
+    if (vm.desiredState !== "running") throw new ApiError("FAILED_PRECONDITION", `vm ${r.name} is ${vm.desiredState}: only a running VM can be paused`);
     return this.desire(r.name, "paused");
   }
 
   resumeVm(r: { name: string }): Promise<Vm> {
     const vm = this.vmOrThrow(r.name);
-    if (vm.desiredState !== "paused" && vm.desiredState !== "running") throw new ApiError("FAILED_PRECONDITION", `vm ${r.name} is ${vm.desiredState}, not paused: start it instead`);
+    if (vm.desiredState !== "paused") {
+      throw new ApiError("FAILED_PRECONDITION", `vm ${r.name} is ${vm.desiredState}, not paused${vm.desiredState === "running" ? "" : ": start it instead"}`);
+    }
     return this.desire(r.name, "running");
   }
 
@@ -221,6 +235,7 @@ export class NodeBackend implements Backend {
   }
 
   async *attachConsole(r: ConsoleOpenRequest, _input: AsyncIterable<Uint8Array>, context: CallContext): AsyncIterable<ConsoleOutput> {
+    this.vmOrThrow(r.vm);
     const child = this.node.root.get(r.vm);
     if (child === undefined) throw new ApiError("FAILED_PRECONDITION", `vm ${r.vm} does not run on node ${this.node.id}: attach to its owner`);
     yield { data: child.consoleHistory(), history: true };
@@ -286,7 +301,8 @@ export class NodeBackend implements Backend {
   }
 
   async drainNode(r: DrainNodeRequest): Promise<Node> {
-    this.nodeView(r.node);
+    const before = this.nodeView(r.node);
+    if (before.state === "NODE_STATE_DRAINING" || before.state === "NODE_STATE_DRAINED") return before;
     await this.command({ type: "setNodeState", atMs: Date.now(), node: r.node, state: "draining" });
     return this.nodeView(r.node);
   }
@@ -316,22 +332,31 @@ export class NodeBackend implements Backend {
       vmCount: figures.vmCount,
       runningVmCount: vms.filter((vm) => vmState(vm) === "VM_STATE_RUNNING").length,
       migrationsInFlight: figures.migrationsInFlight,
-      consolidation: { vmsPerNode: figures.vmsPerNode, vcpusPerPcpu: figures.vcpusPerPcpu, memoryCommittedRatio: figures.memoryCommittedRatio },
+      // running VMs per active node (the state machine's figure counts every placed VM)
+      consolidation: { vmsPerNode: runningVmsPerActiveNode(vms, this.node.state.listNodes()), vcpusPerPcpu: figures.vcpusPerPcpu, memoryCommittedRatio: figures.memoryCommittedRatio },
     };
   }
 
+  /**
+   * The members with their roles. On the leader, `matchIndex` and `reachable` are what it knows of
+   * each member's replication (heard from within an election timeout); another node reports its own
+   * and the leader's as reachable, and match index 0 for the others, which it cannot know.
+   */
   private members(): Member[] {
     const status = this.node.raft.status();
     const leader = this.node.raft.leader();
     const learners = new Set(status.confState.learners);
-    return status.members.map((m) => ({
-      id: m.id,
-      raftAddress: m.peerAddress,
-      apiAddress: this.node.state.getNode(m.id)?.apiAddress ?? "",
-      role: leader?.id === m.id ? "MEMBER_ROLE_LEADER" : learners.has(m.id) ? "MEMBER_ROLE_LEARNER" : "MEMBER_ROLE_FOLLOWER",
-      matchIndex: 0,
-      reachable: true,
-    }));
+    return status.members.map((m) => {
+      const progress = status.progress?.[m.id];
+      return {
+        id: m.id,
+        raftAddress: m.peerAddress,
+        apiAddress: this.node.state.getNode(m.id)?.apiAddress ?? "",
+        role: leader?.id === m.id ? "MEMBER_ROLE_LEADER" : learners.has(m.id) ? "MEMBER_ROLE_LEARNER" : "MEMBER_ROLE_FOLLOWER",
+        matchIndex: progress?.match ?? (m.id === status.id ? status.lastIndex : 0),
+        reachable: progress !== undefined ? m.id === status.id || progress.recentActive : m.id === status.id || m.id === leader?.id,
+      };
+    });
   }
 
   async listMembers(): Promise<MembersResponse> {
@@ -359,6 +384,12 @@ export class NodeBackend implements Backend {
   async promoteMember(r: PromoteMemberRequest): Promise<Member> {
     const m = this.member(r.id);
     if (m.role !== "MEMBER_ROLE_LEARNER") throw new ApiError("FAILED_PRECONDITION", `${r.id} already votes`);
+    // A voter that cannot keep up would weaken the quorum: promote only a learner that caught up.
+    const status = this.node.raft.status();
+    const progress = status.progress?.[r.id];
+    if (progress === undefined || !progress.recentActive || progress.match + PROMOTE_LAG_MAX < status.commit) {
+      throw new ApiError("FAILED_PRECONDITION", `${r.id} has not caught up (it holds the log to index ${progress?.match ?? 0}, the cluster committed ${status.commit}${progress?.recentActive === false ? "; not heard from lately" : ""}): promote it once it has`);
+    }
     try {
       await this.node.raft.promote(r.id);
     } catch (e) {

@@ -63,8 +63,10 @@ export class VmEventHub {
       emit({ event: "migration", migration: { migrationId: String(migration.migrationId), kind: "VM_MIGRATION_EVENT_KIND_STARTED", sourceNode: migration.from, targetNode: migration.to, reason: migration.kind } });
     }
     if (b.migration !== null && migration === null) {
-      const kind: VmMigrationEventKind = b.command.type === "transfer" ? "VM_MIGRATION_EVENT_KIND_COMPLETED" : "VM_MIGRATION_EVENT_KIND_FAILED";
-      const reason = b.command.type === "transfer" ? "" : b.command.type === "failover" ? "its source failed" : "aborted";
+      const cancelled = b.command.type === "abortMigration" && b.command.cancelled;
+      const kind: VmMigrationEventKind = b.command.type === "transfer" ? "VM_MIGRATION_EVENT_KIND_COMPLETED"
+        : cancelled ? "VM_MIGRATION_EVENT_KIND_CANCELLED" : "VM_MIGRATION_EVENT_KIND_FAILED";
+      const reason = b.command.type === "transfer" ? "" : b.command.type === "failover" ? "its source failed" : cancelled ? "cancelled by the operator" : "aborted";
       emit({ event: "migration", migration: { migrationId: String(b.migration.migrationId), kind, sourceNode: b.migration.from, targetNode: b.migration.to, reason } });
     }
     if (b.vm.owner !== vm.owner || b.vm.epoch !== vm.epoch) {

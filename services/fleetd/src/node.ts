@@ -58,9 +58,13 @@ export class FleetdError extends Error {
   override readonly name = "FleetdError";
 }
 
+/** What the API's migration defaults are when a request leaves a field at zero / unspecified. */
+export const MIGRATION_DEFAULTS = { downtimeLimitMs: 300, maxRounds: 30, policy: "auto-converge" } as const;
+
 interface MigrateOrder {
   vm: string;
   kind: "live" | "quick";
+  policy: "force" | "cancel" | "auto-converge";
   to: string;
   epoch: number;
   migrationId: number;
@@ -706,8 +710,11 @@ export class FleetdNode {
     const begun = await this.write({ type: "beginMigration", atMs: now, vm: r.vm, from: vm.owner, to, kind });
     if (begun.type !== "beginMigration") throw new ApiError("INTERNAL", `beginMigration answered ${begun.type}`);
     const order: MigrateOrder = {
-      vm: r.vm, kind, to, epoch: begun.epoch, migrationId: begun.migrationId, downtimeLimitMs: r.downtimeLimitMs, maxRounds: r.maxRounds,
+      vm: r.vm, kind, to, epoch: begun.epoch, migrationId: begun.migrationId,
+      downtimeLimitMs: r.downtimeLimitMs > 0 ? r.downtimeLimitMs : MIGRATION_DEFAULTS.downtimeLimitMs,
+      maxRounds: r.maxRounds > 0 ? r.maxRounds : MIGRATION_DEFAULTS.maxRounds,
       bandwidthLimitBytesPerSecond: r.bandwidthLimitBytesPerSecond,
+      policy: r.policy === "NO_CONVERGENCE_POLICY_FORCE" ? "force" : r.policy === "NO_CONVERGENCE_POLICY_CANCEL" ? "cancel" : MIGRATION_DEFAULTS.policy,
     };
     this.remember(this.describe(order, vm.owner, null, emptyProgress()));
     if (off) {
@@ -743,7 +750,8 @@ export class FleetdNode {
       targetNode: order.to,
       options: {
         kind: order.kind === "quick" ? "MIGRATION_KIND_QUICK" : "MIGRATION_KIND_LIVE", downtimeLimitMs: order.downtimeLimitMs, bandwidthLimitBytesPerSecond: order.bandwidthLimitBytesPerSecond,
-        maxRounds: order.maxRounds, policy: "NO_CONVERGENCE_POLICY_FORCE",
+        maxRounds: order.maxRounds,
+        policy: order.policy === "force" ? "NO_CONVERGENCE_POLICY_FORCE" : order.policy === "cancel" ? "NO_CONVERGENCE_POLICY_CANCEL" : "NO_CONVERGENCE_POLICY_AUTO_CONVERGE",
       },
       progress,
       result,
@@ -783,7 +791,10 @@ export class FleetdNode {
       // Bounded retries across a leader change; a rejection (already ended) is final.
       for (let attempt = 1; attempt <= ABORT_ATTEMPTS_MAX; attempt++) {
         try {
-          await this.propose({ type: "abortMigration", atMs: Date.now(), vm: order.vm, epoch: order.epoch, migrationId: order.migrationId });
+          await this.propose({
+            type: "abortMigration", atMs: Date.now(), vm: order.vm, epoch: order.epoch, migrationId: order.migrationId,
+            cancelled: this.cancelled.has(order.migrationId),
+          });
           return;
         } catch (e) {
           this.log.warn(`abort of migration ${order.migrationId} (attempt ${attempt}): ${e instanceof Error ? e.message : String(e)}`);
@@ -814,6 +825,7 @@ export class FleetdNode {
         {
           ...(order.downtimeLimitMs > 0 ? { downtimeLimitMs: order.downtimeLimitMs } : {}),
           ...(order.maxRounds > 0 ? { maxRounds: order.maxRounds } : {}),
+          whenNoConvergence: order.policy ?? MIGRATION_DEFAULTS.policy,
           ...(order.bandwidthLimitBytesPerSecond > 0 ? { bandwidthLimitBytesPerSecond: order.bandwidthLimitBytesPerSecond } : {}),
           commit: () => this.commitTransfer(order),
           onProgress: (p) => {
@@ -909,7 +921,7 @@ export class FleetdNode {
       if (!out.has(id)) {
         out.set(id, {
           id, vm: f.vm, sourceNode: f.from, targetNode: f.to,
-          options: { kind: f.kind === "quick" ? "MIGRATION_KIND_QUICK" : "MIGRATION_KIND_LIVE", downtimeLimitMs: 0, bandwidthLimitBytesPerSecond: 0, maxRounds: 0, policy: "NO_CONVERGENCE_POLICY_FORCE" },
+          options: { kind: f.kind === "quick" ? "MIGRATION_KIND_QUICK" : "MIGRATION_KIND_LIVE", downtimeLimitMs: 0, bandwidthLimitBytesPerSecond: 0, maxRounds: 0, policy: "NO_CONVERGENCE_POLICY_UNSPECIFIED" },
           progress: emptyProgress(), result: null, startedAtMs: f.startedAtMs, finishedAtMs: 0,
         });
       }

@@ -42,7 +42,7 @@ import { ConfChangeError, InvalidMessageError, ProposalDroppedError } from "../e
 import type { FileSystem } from "../fs.js";
 import { MemoryStorage } from "../memory-storage.js";
 import { newMessage, type RaftLogger } from "../raft.js";
-import { RawNode } from "../raw-node.js";
+import { RawNode, type ProgressStatus } from "../raw-node.js";
 import { SeededRng } from "../rng.js";
 import type { RaftTransport, RaftTransportError, RaftTransportHandler, SnapshotStatus } from "../transport.js";
 import { ConfChangeType, EntryType, MessageType, NONE, Role } from "../types.js";
@@ -177,6 +177,8 @@ export interface RaftNodeStatus {
   /** A committed change removed this member. */
   readonly removed: boolean;
   readonly stats: RaftNodeStats;
+  /** On the leader: each member's replication (match index, recently heard from...); null elsewhere. */
+  readonly progress: Readonly<Record<NodeId, ProgressStatus>> | null;
 }
 
 export interface ProposeOptions {
@@ -721,6 +723,7 @@ export class RaftNode<R> implements RaftTransportHandler {
       members: [...this.members.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
       removed: this.removed,
       stats: { ...this.counters },
+      progress: this.state === "running" ? s.progress : null,
     };
   }
 
