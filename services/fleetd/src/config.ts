@@ -35,6 +35,8 @@ export interface FleetdConfig {
   readonly peers: readonly PeerConfig[];
   readonly initialVoters: readonly string[];
   readonly natsUrl: string;
+  /** Presented to the NATS server (node-to-node requests and migration traffic); default: the cluster token. */
+  readonly natsToken: string;
   readonly memoryMib: number;
   readonly vcpus: number;
   readonly imageDir: string;
@@ -53,7 +55,7 @@ export interface FleetdConfig {
 export const CONFIG_FLAGS = [
   "id", "cluster-id", "cluster-token", "data-dir", "listen-api", "listen-raft", "listen-http", "peers", "initial-voters", "nats-url",
   "memory-mib", "vcpus", "image-dir", "tick-ms", "election-ticks", "heartbeat-ticks", "lease-ms",
-  "shutdown-timeout-ms",
+  "shutdown-timeout-ms", "nats-token",
 ] as const;
 export type ConfigFlag = (typeof CONFIG_FLAGS)[number];
 
@@ -202,6 +204,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Fl
     heartbeatTicks,
     leaseMs: integer("lease-ms", 10_000, 1000, 60_000),
     shutdownTimeoutMs: integer("shutdown-timeout-ms", 60_000, 0, 3_600_000),
+    natsToken: get("nats-token")?.trim() || clusterToken,
   };
 }
 

@@ -121,7 +121,8 @@ export class LocalCluster {
     const dir = resolve(options.dir);
     mkdirSync(dir, { recursive: true });
     const token = LocalCluster.previousToken(dir) ?? randomBytes(24).toString("hex");
-    const nats = await LocalNatsServer.start();
+    // The NATS server admits only holders of the cluster token: migration traffic is authenticated too.
+    const nats = await LocalNatsServer.start(5000, { token });
     const nodes: LocalNode[] = [];
     try {
       const plan: { id: string; api: string; raft: string; http: string }[] = [];

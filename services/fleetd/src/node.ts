@@ -203,7 +203,7 @@ export class FleetdNode {
   }
 
   private async startServices(): Promise<void> {
-    this.nc = await connect({ servers: this.config.natsUrl, name: `fleetd-${this.id}` });
+    this.nc = await connect({ servers: this.config.natsUrl, name: `fleetd-${this.id}`, token: this.config.natsToken });
     this.serve("propose", async (data) => {
       if (!this.raft.isLeader()) return { error: "UNAVAILABLE", message: `node ${this.id} is not the leader` };
       // A node removed from the membership (or not added yet) may not (re)register nor keep a lease.

@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ApiClient, ApiError, type MigrationUpdate } from "@hyperfleet/api";
+import { connect } from "@nats-io/transport-node";
 import { sleep, until } from "./helpers.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLUSTER_FILE, httpStatus, LocalCluster, type ClusterFile, type LocalNode } from "../src/local-cluster.js";
@@ -59,6 +60,13 @@ describe("cluster", () => {
     await expect(anonymous.listVms()).rejects.toSatisfy((e) => e instanceof ApiError && e.code === "UNAUTHENTICATED");
     const wrong = client(cluster!.apiAddresses[0]!, "not-the-token");
     await expect(wrong.listVms()).rejects.toSatisfy((e) => e instanceof ApiError && e.code === "UNAUTHENTICATED");
+  });
+
+  it("cluster - the NATS server that carries migrations admits only holders of the cluster token", async () => {
+    await expect(connect({ servers: cluster!.natsUrl, reconnect: false, timeout: 3000 })).rejects.toThrow(/Authorization Violation/i);
+    await expect(connect({ servers: cluster!.natsUrl, reconnect: false, timeout: 3000, token: "not-the-token" })).rejects.toThrow(/Authorization Violation/i);
+    const nc = await connect({ servers: cluster!.natsUrl, reconnect: false, timeout: 3000, token: cluster!.token });
+    await nc.close();
   });
 
   it("cluster - a created VM runs on the node the cluster placed it on, and live-migrates to another", async () => {

@@ -3,7 +3,7 @@
  * clusters, tests and benchmarks.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -14,10 +14,20 @@ export class LocalNatsServer {
     private readonly dir: string,
   ) {}
 
-  /** Starts the server and resolves with its URL once it listens (within `timeoutMs`). */
-  static async start(timeoutMs = 5000): Promise<LocalNatsServer> {
+  /**
+   * Starts the server and resolves with its URL once it listens (within `timeoutMs`). With `token`,
+   * only clients that present it may connect (it goes in a config file of the server's own directory,
+   * not on its command line).
+   */
+  static async start(timeoutMs = 5000, options: { token?: string } = {}): Promise<LocalNatsServer> {
     const dir = mkdtempSync(join(tmpdir(), "hyperfleet-nats-"));
-    const child = spawn("nats-server", ["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", dir], { stdio: "ignore" });
+    const args = ["-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", dir];
+    if (options.token !== undefined) {
+      const config = join(dir, "nats.conf");
+      writeFileSync(config, `authorization {\n  token: ${JSON.stringify(options.token)}\n}\n`, { mode: 0o600 });
+      args.push("-c", config);
+    }
+    const child = spawn("nats-server", args, { stdio: "ignore" });
     const failed = new Promise<never>((_, reject) =>
       child.once("error", (e) => reject(new Error(`cannot start nats-server: ${e.message} (install Debian's nats-server)`))),
     );
