@@ -50,12 +50,19 @@ export interface FleetdConfig {
    * those still here (0: save at once).
    */
   readonly shutdownTimeoutMs: number;
+  /**
+   * Failover: the leader declares a node failed, and restarts its VMs elsewhere, only this long after
+   * the node's lease ended (a margin for clock skew between nodes).
+   */
+  readonly failoverMarginMs: number;
+  /** Self-fencing: a node stops its VMs this long before its lease ends when it could not renew it. */
+  readonly fenceMarginMs: number;
 }
 
 export const CONFIG_FLAGS = [
   "id", "cluster-id", "cluster-token", "data-dir", "listen-api", "listen-raft", "listen-http", "peers", "initial-voters", "nats-url",
   "memory-mib", "vcpus", "image-dir", "tick-ms", "election-ticks", "heartbeat-ticks", "lease-ms",
-  "shutdown-timeout-ms", "nats-token",
+  "shutdown-timeout-ms", "nats-token", "failover-margin-ms", "fence-margin-ms",
 ] as const;
 export type ConfigFlag = (typeof CONFIG_FLAGS)[number];
 
@@ -205,6 +212,13 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Fl
     leaseMs: integer("lease-ms", 10_000, 1000, 60_000),
     shutdownTimeoutMs: integer("shutdown-timeout-ms", 60_000, 0, 3_600_000),
     natsToken: get("nats-token")?.trim() || clusterToken,
+    failoverMarginMs: integer("failover-margin-ms", 1000, 0, 60_000),
+    fenceMarginMs: (() => {
+      const fence = integer("fence-margin-ms", 2000, 0, 60_000);
+      const lease = integer("lease-ms", 10_000, 1000, 60_000);
+      if (fence * 2 > lease) throw new FleetdConfigError(`--fence-margin-ms (${fence}) must be at most half of --lease-ms (${lease})`);
+      return fence;
+    })(),
   };
 }
 

@@ -45,6 +45,10 @@ const TRANSFER_ATTEMPTS_MAX = 20;
 /** Live migrations a draining node sends at once (Hyper-V's default of simultaneous live migrations). */
 const DRAIN_PARALLEL = 2;
 const DRAIN_RETRY_MS_MAX = 30_000;
+/** A pending VM (no node could take it) is tried again this often. */
+const PENDING_RETRY_MS = 2000;
+/** Failovers proposed per reconcile pass (the rest go in the next passes). */
+const FAILOVERS_PER_PASS = 50;
 /** The saved state a node writes of the VMs it could not move away when it shuts down. */
 export const SHUTDOWN_SAVED_STATE = "host-shutdown";
 
@@ -136,6 +140,11 @@ export class FleetdNode {
   /** Leader only: per VM of a draining node, failed move attempts and when to try again. */
   private readonly drainAttempts = new Map<string, { count: number; nextAtMs: number; reason: string }>();
   private drainBusy = false;
+  private failoverBusy = false;
+  /** When this node last became the leader (null while it is not). */
+  private leaderSinceMs: number | null = null;
+  /** Pending VMs (no owner): when the leader last tried to place them. */
+  private readonly pendingTried = new Map<string, number>();
   /** SIGTERM's last phase: the reconcile loop no longer starts or stops anything. */
   private evacuating = false;
   private shuttingDown = false;
@@ -438,6 +447,11 @@ export class FleetdNode {
         await this.write({ type: "renewLease", atMs: now, node: this.id, untilMs: now + this.config.leaseMs });
         this.lastRenewMs = now;
       }
+      // Declared failed while it could not renew (a crash, a cut link): with a live lease again, it is back.
+      if (me !== null && me.state === "failed" && !this.shuttingDown) {
+        await this.write({ type: "setNodeState", atMs: now, node: this.id, state: "active" });
+        this.log.info(`${this.id} is active again after being declared failed`);
+      }
       // Back from a shutdown that drained this node: take VMs again (an operator's drain stays).
       const marker = this.shutdownMarker();
       if (!this.shuttingDown && me !== null && existsSync(marker)) {
@@ -449,9 +463,15 @@ export class FleetdNode {
     }
   }
 
+  /**
+   * Whether this node may run VMs now: its lease (as committed in the cluster state) ends more than
+   * `fenceMarginMs` from now. A node cut off from the leader cannot renew it, so it stops its VMs
+   * `fenceMarginMs` before the lease ends; the leader restarts them elsewhere only `failoverMarginMs`
+   * after it ends, so the two never overlap (self-fencing).
+   */
   private leaseLive(): boolean {
     const me = this.state.getNode(this.id);
-    return me !== null && me.leaseUntilMs > Date.now();
+    return me !== null && me.state !== "failed" && me.leaseUntilMs - this.config.fenceMarginMs > Date.now();
   }
 
   // ---- the reconcile loop ----
@@ -487,7 +507,13 @@ export class FleetdNode {
         void this.root.destroy(name).catch((e: unknown) => this.log.warn(`destroying ${name}: ${e instanceof Error ? e.message : String(e)}`))
           .finally(() => this.busy.delete(name));
       }
-      if (this.raft.isLeader()) void this.driveDrains().catch((e: unknown) => this.log.warn(`drain: ${e instanceof Error ? e.message : String(e)}`));
+      const leading = this.raft.isLeader();
+      if (leading && this.leaderSinceMs === null) this.leaderSinceMs = Date.now();
+      if (!leading) this.leaderSinceMs = null;
+      if (leading) {
+        void this.driveDrains().catch((e: unknown) => this.log.warn(`drain: ${e instanceof Error ? e.message : String(e)}`));
+        void this.driveFailovers().catch((e: unknown) => this.log.warn(`failover: ${e instanceof Error ? e.message : String(e)}`));
+      }
       // Now and then: saved states of VMs that no longer exist go away.
       if (++this.reconcileCount % 50 === 0) void this.forgetDeletedSavedStates();
     } finally {
@@ -567,6 +593,53 @@ export class FleetdNode {
       }
     } finally {
       this.drainBusy = false;
+    }
+  }
+
+  // ---- failure detection and failover ----
+
+  /**
+   * Leader only, from the reconcile loop: a node whose lease ended more than `failoverMarginMs` ago is
+   * declared failed, and the VMs it owned are restarted elsewhere by the placement policy, high
+   * priority first (`failover`: epoch + 1, so the dead node can never run them again even if it comes
+   * back; "do-not-restart" VMs are placed but left stopped). VMs no node can take stay pending with the
+   * reason and are tried again every `PENDING_RETRY_MS`.
+   */
+  private async driveFailovers(): Promise<void> {
+    // A new leader first gives every node a whole lease to renew with it (after a restart of the whole
+    // cluster, every lease in the state has long ended).
+    if (this.failoverBusy || this.leaderSinceMs === null || Date.now() - this.leaderSinceMs < this.config.leaseMs + this.config.failoverMarginMs) return;
+    this.failoverBusy = true;
+    try {
+      const now = Date.now();
+      const expired = (leaseUntilMs: number): boolean => leaseUntilMs + this.config.failoverMarginMs < now;
+      for (const node of this.state.listNodes()) {
+        if (node.state === "failed" || !expired(node.leaseUntilMs)) continue;
+        await this.write({ type: "setNodeState", atMs: now, node: node.id, state: "failed" });
+        this.log.warn(`node ${node.id} failed: its lease ended ${now - node.leaseUntilMs} ms ago`);
+      }
+      const failed = new Set(this.state.listNodes().filter((n) => n.state === "failed" && expired(n.leaseUntilMs)).map((n) => n.id));
+      const rank = { high: 0, normal: 1, low: 2 } as const;
+      const orphans = this.state.listVms()
+        .filter((vm) => (vm.owner !== null && failed.has(vm.owner)) || (vm.owner === null && now - (this.pendingTried.get(vm.id) ?? 0) >= PENDING_RETRY_MS))
+        .sort((a, b) => rank[a.spec.priority] - rank[b.spec.priority] || (a.id < b.id ? -1 : 1))
+        .slice(0, FAILOVERS_PER_PASS);
+      for (const vm of orphans) {
+        const result = await this.propose({ type: "failover", atMs: now, vm: vm.id, epoch: vm.epoch });
+        if (vm.owner === null) this.pendingTried.set(vm.id, now);
+        if (!result.ok) continue;
+        if (result.type === "failover") {
+          if (result.owner === null) {
+            if (vm.owner !== null) this.log.warn(`failover: vm ${vm.id} of ${vm.owner} is pending: ${result.pendingReason ?? ""}`);
+          } else {
+            this.pendingTried.delete(vm.id);
+            this.log.info(`failover: vm ${vm.id} of ${vm.owner ?? "no node"} now belongs to ${result.owner} (epoch ${result.epoch})`);
+          }
+        }
+      }
+      if (this.pendingTried.size > FAILED_STARTS_KEPT) this.pendingTried.clear();
+    } finally {
+      this.failoverBusy = false;
     }
   }
 
