@@ -11,6 +11,7 @@ const benches: Record<string, (args: string[]) => Promise<{ table: string; json:
   codec: codecBenchCommand,
   cpu: cpuBench,
   hypervisor: hypervisorBench,
+  failover: (args) => import("./failover.js").then((m) => m.failoverBench(args)),
   migration: migrationBench,
   raft: (args) => import("./raft.js").then((m) => m.raftBench(args)),
 };
