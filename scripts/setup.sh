@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 PNPM_VERSION=$(node -p 'require("./package.json").packageManager.split("@")[1]')
 # The RISC-V cross compiler and C library for guests, NATS for migration and cluster traffic,
-# QEMU as the peer we compare guests and speed against.
-APT_PACKAGES=(gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf nats-server qemu-system-misc)
+# QEMU as the peer we compare guests and speed against, Prometheus (and its promtool) for
+# `hyperfleet up --prometheus` and the metrics tests, docker-compose to check docker-compose.yml.
+APT_PACKAGES=(gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf nats-server qemu-system-misc prometheus docker-compose)
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 

@@ -41,7 +41,9 @@ program
   .option("--nodes <n>", "number of nodes (1-9)", integer("--nodes", 1, 9), "3")
   .option("--dir <dir>", "data, logs and cluster.json", ".hyperfleet")
   .option("--memory-mib <mib>", "guest memory per node, MiB", integer("--memory-mib", 16, 2047), "512")
-  .action(async (options: { nodes: string; dir: string; memoryMib: string }) => {
+  .option("--prometheus", "also start Prometheus scraping every node (Debian's prometheus package)")
+  .option("--prometheus-port <port>", "Prometheus's loopback port (implies --prometheus; 0: a free port)", integer("--prometheus-port", 0, 65535))
+  .action(async (options: { nodes: string; dir: string; memoryMib: string; prometheus?: boolean; prometheusPort?: string }) => {
     process.exitCode = await (await import("./up.js")).upCommand(options);
   });
 

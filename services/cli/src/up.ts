@@ -1,7 +1,7 @@
 /**
  * `hyperfleet up`: a local cluster on loopback. The work is done by fleetd's `up-main` program (a
  * nats-server and N fleetd processes on free ports, `<dir>/cluster.json` for the other commands);
- * this command runs it in the foreground, passes SIGINT/SIGTERM on, and exits with its status.
+ * this command runs it in the foreground (with `--prometheus`, Prometheus scraping the nodes too), passes SIGINT/SIGTERM on, and exits with its status.
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -12,6 +12,9 @@ export interface UpCommandOptions {
   readonly nodes: string;
   readonly dir: string;
   readonly memoryMib: string;
+  /** Also start Prometheus scraping the nodes (on loopback at `prometheusPort`, default 9090). */
+  readonly prometheus?: boolean;
+  readonly prometheusPort?: string;
 }
 
 /** fleetd's `dist/up-main.js`, next to this package in the workspace (from `src/` or `dist/` alike). */
@@ -26,7 +29,10 @@ export function upCommand(options: UpCommandOptions): Promise<number> {
     process.stderr.write(`hyperfleet up: ${program} is missing: build the workspace first (pnpm build)\n`);
     return Promise.resolve(2);
   }
-  const child = spawn(process.execPath, [program, "--nodes", options.nodes, "--dir", options.dir, "--memory-mib", options.memoryMib], {
+  const args = [program, "--nodes", options.nodes, "--dir", options.dir, "--memory-mib", options.memoryMib];
+  if (options.prometheus === true) args.push("--prometheus");
+  if (options.prometheusPort !== undefined) args.push("--prometheus-port", options.prometheusPort);
+  const child = spawn(process.execPath, args, {
     stdio: "inherit",
   });
   const forward = (signal: NodeJS.Signals) => (): void => {

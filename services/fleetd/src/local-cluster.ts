@@ -1,14 +1,16 @@
 /**
  * A local cluster on loopback, as `hyperfleet up` starts it: a nats-server and N fleetd processes on
  * free ports, data under one directory (`<dir>/<node>/`, logs in `<dir>/<node>.log`), and
- * `<dir>/cluster.json` ({ apiAddresses, token, natsUrl }) for the other CLI commands.
+ * `<dir>/cluster.json` ({ apiAddresses, token, natsUrl }) for the other CLI commands. With
+ * `prometheus`, also a Prometheus server (Debian's `prometheus`) that scrapes every node's /metrics
+ * with the recording rules of `deploy/prometheus/rules.yml`, storing under `<dir>/prometheus/`.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { accessSync, constants, createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { createServer } from "node:net";
-import { dirname, join, resolve } from "node:path";
+import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LocalNatsServer } from "@hyperfleet/migration";
 
@@ -25,6 +27,8 @@ export interface LocalClusterOptions {
   readonly imageDir?: string;
   /** Extra `HYPERFLEET_*` environment for every node. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Also start a Prometheus server that scrapes the nodes. */
+  readonly prometheus?: Omit<LocalPrometheusOptions, "dir" | "targets">;
 }
 
 export interface LocalNode {
@@ -40,6 +44,8 @@ export interface ClusterFile {
   readonly apiAddresses: readonly string[];
   readonly token: string;
   readonly natsUrl: string;
+  /** Prometheus's address (http://host:port) when the cluster runs one. */
+  readonly prometheusUrl?: string;
 }
 
 export class LocalClusterError extends Error {
@@ -103,6 +109,7 @@ export class LocalCluster {
     readonly nodes: readonly LocalNode[],
     readonly token: string,
     readonly dir: string,
+    readonly prometheus: LocalPrometheus | null = null,
   ) {}
 
   get apiAddresses(): string[] {
@@ -124,6 +131,7 @@ export class LocalCluster {
     // The NATS server admits only holders of the cluster token: migration traffic is authenticated too.
     const nats = await LocalNatsServer.start(5000, { token });
     const nodes: LocalNode[] = [];
+    let prometheus: LocalPrometheus | null = null;
     try {
       const plan: { id: string; api: string; raft: string; http: string }[] = [];
       for (let i = 1; i <= options.nodes; i++) {
@@ -150,12 +158,16 @@ export class LocalCluster {
         child.stderr?.pipe(createWriteStream(join(dir, `${p.id}.log`), { flags: "a" }));
         nodes.push({ id: p.id, apiAddress: p.api, raftAddress: p.raft, httpAddress: p.http, process: child });
       }
-      const cluster = new LocalCluster(nats, nodes, token, dir);
-      await cluster.waitHealthy(options.readyTimeoutMs ?? 30_000);
-      const file: ClusterFile = { apiAddresses: cluster.apiAddresses, token, natsUrl: nats.url };
+      await new LocalCluster(nats, nodes, token, dir).waitHealthy(options.readyTimeoutMs ?? 30_000);
+      if (options.prometheus !== undefined) {
+        prometheus = await LocalPrometheus.start({ ...options.prometheus, dir: join(dir, "prometheus"), targets: nodes.map((n) => n.httpAddress) });
+      }
+      const cluster = new LocalCluster(nats, nodes, token, dir, prometheus);
+      const file: ClusterFile = { apiAddresses: cluster.apiAddresses, token, natsUrl: nats.url, ...(prometheus !== null ? { prometheusUrl: prometheus.url } : {}) };
       writeFileSync(join(dir, CLUSTER_FILE), `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
       return cluster;
     } catch (e) {
+      await prometheus?.stop();
       await Promise.all(nodes.map((n) => stopProcess(n.process, 2000)));
       await nats.stop();
       throw e;
@@ -198,7 +210,115 @@ export class LocalCluster {
    * `graceMs`.
    */
   async stop(graceMs = 10_000): Promise<void> {
+    await this.prometheus?.stop();
     await Promise.all(this.nodes.map((n) => stopProcess(n.process, graceMs, "SIGINT")));
     await this.nats.stop();
+  }
+}
+
+// ---- Prometheus ----
+
+export interface LocalPrometheusOptions {
+  /** Where the configuration, the TSDB and `prometheus.log` go. */
+  readonly dir: string;
+  /** host:port of each fleetd's HTTP server (/metrics). */
+  readonly targets: readonly string[];
+  /** Default 5000 ms: the scrape and rule evaluation interval. */
+  readonly scrapeIntervalMs?: number;
+  /** Default: a free loopback port. */
+  readonly port?: number;
+  /** Default: `deploy/prometheus/rules.yml` of this repository. */
+  readonly rulesFile?: string;
+  /** Default: `prometheus` on the PATH. */
+  readonly binary?: string;
+  /** Default 30,000 ms: how long to wait for /-/ready. */
+  readonly readyTimeoutMs?: number;
+}
+
+/** The recording rules shipped in `deploy/prometheus/rules.yml` (from `src/` or `dist/` alike). */
+export function defaultRulesFile(): string {
+  return resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "deploy", "prometheus", "rules.yml");
+}
+
+/** The path of an executable on the PATH, or null. */
+export function findExecutable(name: string): string | null {
+  for (const d of (process.env["PATH"] ?? "").split(delimiter)) {
+    if (d === "") continue;
+    const path = join(d, name);
+    try {
+      accessSync(path, constants.X_OK);
+      return path;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+/** The Prometheus configuration that scrapes `targets` (job "fleetd") with `rulesFile`. */
+export function prometheusConfig(targets: readonly string[], scrapeIntervalMs: number, rulesFile: string): string {
+  const interval = `${scrapeIntervalMs}ms`;
+  return [
+    "global:",
+    `  scrape_interval: ${interval}`,
+    `  evaluation_interval: ${interval}`,
+    "rule_files:",
+    `  - ${JSON.stringify(rulesFile)}`,
+    "scrape_configs:",
+    "  - job_name: fleetd",
+    "    static_configs:",
+    `      - targets: [${targets.map((t) => JSON.stringify(t)).join(", ")}]`,
+    "",
+  ].join("\n");
+}
+
+/** A Prometheus server on loopback, storing under its own directory. */
+export class LocalPrometheus {
+  private constructor(readonly process: ChildProcess, readonly url: string, readonly dir: string) {}
+
+  static async start(options: LocalPrometheusOptions): Promise<LocalPrometheus> {
+    const binary = options.binary ?? findExecutable("prometheus");
+    if (binary === null) throw new LocalClusterError("prometheus is not installed: run scripts/setup.sh (Debian package prometheus)");
+    const dir = resolve(options.dir);
+    mkdirSync(join(dir, "data"), { recursive: true });
+    const configFile = join(dir, "prometheus.yml");
+    writeFileSync(configFile, prometheusConfig(options.targets, options.scrapeIntervalMs ?? 5000, options.rulesFile ?? defaultRulesFile()));
+    const port = options.port ?? await freePort();
+    const address = `127.0.0.1:${port}`;
+    const child = spawn(binary, [
+      `--config.file=${configFile}`,
+      `--storage.tsdb.path=${join(dir, "data")}`,
+      `--web.listen-address=${address}`,
+      "--web.enable-lifecycle",
+    ], { stdio: ["ignore", "ignore", "pipe"] });
+    child.stderr?.pipe(createWriteStream(join(dir, "prometheus.log"), { flags: "a" }));
+    const prometheus = new LocalPrometheus(child, `http://${address}`, dir);
+    const timeoutMs = options.readyTimeoutMs ?? 30_000;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (exited(child)) throw new LocalClusterError(`prometheus exited (code ${child.exitCode ?? child.signalCode}); see ${join(dir, "prometheus.log")}`);
+      if ((await httpStatus(address, "/-/ready")) === 200) return prometheus;
+      if (Date.now() > deadline) {
+        await prometheus.stop();
+        throw new LocalClusterError(`prometheus not ready within ${timeoutMs} ms; see ${join(dir, "prometheus.log")}`);
+      }
+      await sleep(100);
+    }
+  }
+
+  /** An instant query (`/api/v1/query`): the result vector as { labels, value } pairs. */
+  async query(promql: string): Promise<{ metric: Record<string, string>; value: number }[]> {
+    const res = await fetch(`${this.url}/api/v1/query?query=${encodeURIComponent(promql)}`);
+    const body = (await res.json()) as { status: string; error?: string; data?: { resultType: string; result: { metric: Record<string, string>; value: [number, string] }[] } };
+    if (body.status !== "success" || body.data === undefined) throw new LocalClusterError(`prometheus query ${promql}: ${body.error ?? res.status}`);
+    if (body.data.resultType === "scalar") {
+      const v = body.data.result as unknown as [number, string];
+      return [{ metric: {}, value: Number(v[1]) }];
+    }
+    return body.data.result.map((r) => ({ metric: r.metric, value: Number(r.value[1]) }));
+  }
+
+  async stop(graceMs = 5000): Promise<void> {
+    await stopProcess(this.process, graceMs);
   }
 }

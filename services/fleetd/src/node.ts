@@ -32,6 +32,7 @@ import {
 import { emptyProgress, NodeBackend } from "./backend.js";
 import { raftDir, type FleetdConfig } from "./config.js";
 import { VmEventHub } from "./events.js";
+import { FleetdMetrics } from "./metrics.js";
 import { SavedStateError, SavedStateStore } from "./saved-states.js";
 
 export const RECONCILE_MS = 200;
@@ -151,6 +152,7 @@ export class FleetdNode {
   private reconcileCount = 0;
   readonly saved: SavedStateStore;
   readonly events: VmEventHub;
+  readonly metrics: FleetdMetrics;
   apiAddress = "";
   httpAddress = "";
 
@@ -192,6 +194,11 @@ export class FleetdNode {
       logger: { info: (line) => log.info(line), warn: (line) => log.warn(line) },
       onFatal,
     });
+    this.metrics = new FleetdMetrics({
+      node: config.id, physicalCpus: config.vcpus, root: this.root, raft: this.raft,
+      migrationsInFlight: () => this.sending.size, clusterNodes: () => this.state.listNodes(),
+    });
+    this.metrics.instrumentRaft(this.raft);
   }
 
   /** Starts every part of the node; resolves once the API and HTTP servers listen. */
@@ -302,6 +309,7 @@ export class FleetdNode {
       host: this.config.listenApi.host,
       port: this.config.listenApi.port,
       clusterToken: this.config.clusterToken,
+      onRequest: (method, code, ms) => this.metrics.apiRequest(method, code, ms),
       logger: { warn: (f, m) => this.log.warn(`${m} ${JSON.stringify(f)}`), error: (f, m) => this.log.warn(`${m} ${String(f["err"] ?? "")}`) },
     });
     this.apiAddress = this.api.address;
@@ -311,8 +319,8 @@ export class FleetdNode {
         res.writeHead(healthy ? 200 : 503, { "content-type": "text/plain" });
         res.end(healthy ? "ok\n" : "not ready\n");
       } else if (req.url === "/metrics") {
-        void this.metricsText().then((text) => {
-          res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
+        void this.metrics.text().then((text) => {
+          res.writeHead(200, { "content-type": this.metrics.contentType });
           res.end(text);
         });
       } else {
@@ -360,28 +368,6 @@ export class FleetdNode {
 
   healthy(): boolean {
     return this.raft.leader() !== null && this.state.getNode(this.id) !== null;
-  }
-
-  private async metricsText(): Promise<string> {
-    let running = 0;
-    const perVm: string[] = ["# TYPE hyperfleet_vm_instructions_total counter"];
-    for (const c of this.root.list()) {
-      if (c.state === "running") running++;
-      const worker = c.worker;
-      if (worker === undefined || c.state === "halted") continue;
-      const stats = await worker.stats().catch(() => null);
-      if (stats !== null) perVm.push(`hyperfleet_vm_instructions_total{node="${this.id}",vm="${c.spec.name}",state="${c.state}"} ${stats.instructions}`);
-    }
-    return [
-      ...perVm,
-      "# TYPE hyperfleet_node_vms_running gauge",
-      `hyperfleet_node_vms_running{node="${this.id}"} ${running}`,
-      "# TYPE hyperfleet_node_memory_committed_bytes gauge",
-      `hyperfleet_node_memory_committed_bytes{node="${this.id}"} ${this.root.committedBytes}`,
-      "# TYPE hyperfleet_raft_is_leader gauge",
-      `hyperfleet_raft_is_leader{node="${this.id}"} ${this.raft.isLeader() ? 1 : 0}`,
-      "",
-    ].join("\n");
   }
 
   private leaderClient(): ForwardTarget | undefined {
@@ -617,6 +603,7 @@ export class FleetdNode {
         if (node.state === "failed" || !expired(node.leaseUntilMs)) continue;
         await this.write({ type: "setNodeState", atMs: now, node: node.id, state: "failed" });
         this.log.warn(`node ${node.id} failed: its lease ended ${now - node.leaseUntilMs} ms ago`);
+        this.metrics.nodeFailed();
       }
       const failed = new Set(this.state.listNodes().filter((n) => n.state === "failed" && expired(n.leaseUntilMs)).map((n) => n.id));
       const rank = { high: 0, normal: 1, low: 2 } as const;
@@ -629,6 +616,7 @@ export class FleetdNode {
         if (vm.owner === null) this.pendingTried.set(vm.id, now);
         if (!result.ok) continue;
         if (result.type === "failover") {
+          if (vm.owner !== null || result.owner !== null) this.metrics.failover(result.owner !== null, vm.owner === null ? null : Date.now() - (this.state.getNode(vm.owner)?.leaseUntilMs ?? Date.now()));
           if (result.owner === null) {
             if (vm.owner !== null) this.log.warn(`failover: vm ${vm.id} of ${vm.owner} is pending: ${result.pendingReason ?? ""}`);
           } else {
@@ -854,6 +842,7 @@ export class FleetdNode {
     const session = order.migrationId >>> 0;
     let progress = emptyProgress();
     const finish = (result: ApiMigrationResult): void => {
+      this.metrics.migrationFinished(order.vm, order.kind, result);
       const m = this.describe(order, this.id, result, { ...progress, phase: result.ok ? "MIGRATION_PHASE_DONE" : "MIGRATION_PHASE_FAILED" });
       this.publish(m, { migrationId: m.id, update: "result", result });
     };
@@ -902,6 +891,7 @@ export class FleetdNode {
           ...(order.bandwidthLimitBytesPerSecond > 0 ? { bandwidthLimitBytesPerSecond: order.bandwidthLimitBytesPerSecond } : {}),
           commit: () => this.commitTransfer(order),
           onProgress: (p) => {
+            this.metrics.migrationProgress(order.vm, p);
             progress = { ...p, phase: apiPhase(p.phase) };
             const m = this.describe(order, this.id, null, progress);
             this.publish(m, { migrationId: m.id, update: "progress", progress });
@@ -1100,6 +1090,7 @@ export class FleetdNode {
     this.closing = true;
     clearInterval(this.reconcileTimer);
     clearInterval(this.leaseTimer);
+    this.metrics.close();
     await this.api.close().catch(() => undefined);
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
     for (const c of this.clients.values()) c.close();
