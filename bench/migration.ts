@@ -2,7 +2,8 @@
  * `pnpm bench migration`: live migration of the dirtier guest between two root partitions over a real
  * nats-server on loopback, for guest RAM 256 MiB and 1 GiB × idle, moderate (64 MiB, 5,000 pages/s),
  * heavy (256 MiB, 50,000 pages/s), max-speed (64 MiB) × unlimited bandwidth and 125 MB/s (1 Gbit/s).
- * Case names: `ram256-moderate-unl`, `ram1024-heavy-1g`... `--case NAME` runs one.
+ * Case names: `ram256-moderate-unl`, `ram1024-heavy-1g`... `--case NAME` runs one. `--streams N`: page
+ * streams (default: the engine's), each beyond the first on a NATS connection of its own on both nodes.
  *
  * Measured in the same run as the ceiling: raw loopback TCP throughput (one connection, 1 MiB writes).
  * The reference figures are QEMU 7.2's own migration of the same guest on this kind of machine, with the
@@ -94,6 +95,8 @@ interface Nodes {
   a: RootPartition;
   b: DestinationNode;
   cache: SentPages;
+  /** Page streams (undefined: the engine's default). */
+  streams: number | undefined;
 }
 
 /** The receiving node's process, driven over its stdin/stdout. */
@@ -102,8 +105,8 @@ class DestinationNode {
   private readonly lines: Record<string, unknown>[] = [];
   private wake: (() => void) | undefined;
 
-  constructor(natsUrl: string, memoryMiB: number) {
-    this.child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench", "migration-node.ts"), natsUrl, String(memoryMiB)], {
+  constructor(natsUrl: string, memoryMiB: number, extraConnections: number) {
+    this.child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "bench", "migration-node.ts"), natsUrl, String(memoryMiB), String(extraConnections)], {
       stdio: ["pipe", "pipe", "inherit"],
     });
     createInterface({ input: this.child.stdout! }).on("line", (line) => {
@@ -142,11 +145,11 @@ class DestinationNode {
   }
 }
 
-async function nodesFor(ramMiB: number, natsUrl: string): Promise<Nodes> {
-  const b = new DestinationNode(natsUrl, ramMiB + 64);
+async function nodesFor(ramMiB: number, natsUrl: string, streams: number | undefined): Promise<Nodes> {
+  const b = new DestinationNode(natsUrl, ramMiB + 64, Math.max(0, (streams ?? 1) - 1));
   const cache = new SentPages({ budgetBytes: ramMiB * MiB });
   cache.reserve();
-  const nodes = { a: new RootPartition((ramMiB + 64) * MiB, { prefault: true, spareWorkers: 1 }), b, cache };
+  const nodes = { a: new RootPartition((ramMiB + 64) * MiB, { prefault: true, spareWorkers: 1 }), b, cache, streams };
   await b.next("ready");
   return nodes;
 }
@@ -166,6 +169,7 @@ async function runCase(name: string, natsUrl: string, session: number, nodes: No
   const limit = BANDWIDTHS[bw as keyof typeof BANDWIDTHS];
   const { a, b } = nodes;
   const ncA = await connect({ servers: natsUrl });
+  const extra = await Promise.all(Array.from({ length: Math.max(0, (nodes.streams ?? 1) - 1) }, () => connect({ servers: natsUrl })));
   try {
     const vm = a.create({ name: "vm", memoryBytes: ramMiB * MiB, bootargs: w.bootargs });
     await vm.start({ image: readFileSync(join(ROOT, "guests", "build", "dirtier.elf")) });
@@ -174,7 +178,7 @@ async function runCase(name: string, natsUrl: string, session: number, nodes: No
     const warmEnd = performance.now() + 15_000;
     await sleep(500);
     while (vm.worker!.ept.presentPages < wsPages && performance.now() < warmEnd) await sleep(200);
-    const src = new NatsTransport(ncA, session, "source");
+    const src = new NatsTransport(ncA, session, "source", { streamConnections: extra });
     await src.ready();
     b.send(`accept ${session}`);
     await b.next("listening");
@@ -184,7 +188,10 @@ async function runCase(name: string, natsUrl: string, session: number, nodes: No
       { vm: vm.worker!, name: spec.name, memoryBytes: spec.memoryBytes, vcpus: spec.vcpus, boot: spec.boot, bootargs: spec.bootargs },
       src,
       session,
-      { downtimeLimitMs: 300, bandwidthLimitBytesPerSecond: limit, maxPreCopyMs: 60_000, whenNoConvergence: "cancel", deltaCache: nodes.cache },
+      {
+        downtimeLimitMs: 300, bandwidthLimitBytesPerSecond: limit, maxPreCopyMs: 60_000, whenNoConvergence: "cancel", deltaCache: nodes.cache,
+        streams: nodes.streams,
+      },
     ).run();
     const received = await b.next("done");
     if (result.ok && received.ok !== true) throw new Error(`${name}: the receiving node: ${String(received.reason)}`);
@@ -206,6 +213,7 @@ async function runCase(name: string, natsUrl: string, session: number, nodes: No
   } finally {
     for (const c of a.list()) await a.destroy(c.spec.name);
     await ncA.close();
+    for (const nc of extra) await nc.close();
   }
 }
 
@@ -214,6 +222,9 @@ export async function migrationBench(args: string[]): Promise<{ table: string; j
   const i = args.indexOf("--case");
   const cases = i >= 0 ? [args[i + 1] ?? ""] : all;
   for (const c of cases) if (!all.includes(c)) throw new Error(`unknown case "${c}"; one of: ${all.join(", ")}`);
+  const s = args.indexOf("--streams");
+  const streams = s >= 0 ? Number(args[s + 1]) : undefined;
+  if (streams !== undefined && !(Number.isInteger(streams) && streams >= 1 && streams <= 16)) throw new Error(`--streams: 1 to 16, got "${args[s + 1]}"`);
   const ceiling = await tcpCeiling();
   const server = await LocalNatsServer.start();
   const results: CaseResult[] = [];
@@ -226,7 +237,7 @@ export async function migrationBench(args: string[]): Promise<{ table: string; j
         if (nodes !== undefined) await closeNodes(nodes);
         nodes = undefined; // let the last size's memory go first
         nodesRam = ramOf(c);
-        nodes = await nodesFor(nodesRam, server.url);
+        nodes = await nodesFor(nodesRam, server.url, streams);
       }
       results.push(await runCase(c, server.url, session++, nodes));
     }
@@ -250,5 +261,5 @@ export async function migrationBench(args: string[]): Promise<{ table: string; j
   const text =
     `${table(rows)}\n\nloopback TCP ceiling, same run: ${ceiling.toFixed(0)} MB/s (one connection, 1 MiB writes)\n` +
     "two node processes as in service: host memory committed at start, a spare VM worker, a reserved last-sent page cache\n";
-  return { table: text, json: { bench: "migration", tcpCeilingMBPerSecond: round(ceiling), cases: results } };
+  return { table: text, json: { bench: "migration", tcpCeilingMBPerSecond: round(ceiling), streams: streams ?? "default", cases: results } };
 }

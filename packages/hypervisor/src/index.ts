@@ -28,7 +28,7 @@ export { runPartition } from "./adapters/run-loop.js";
 export type { RunOptions } from "./adapters/run-loop.js";
 export { systemClock } from "./adapters/system-clock.js";
 export { VmError, VmWorker } from "./adapters/vm.js";
-export type { VmOptions } from "./adapters/vm.js";
+export type { FrozenVm, VmOptions } from "./adapters/vm.js";
 export { WorkerState } from "./adapters/vm-protocol.js";
 export type { VmStats } from "./adapters/vm-protocol.js";
 export { SpareWorkers } from "./adapters/spare-workers.js";

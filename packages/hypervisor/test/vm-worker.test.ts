@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { guestElf } from "./guests.js";
-import { concat, FramePool, PAGE_SIZE, VmWorker } from "../dist/index.js";
+import { concat, countDirty, decodeSnapshot, FramePool, PAGE_SIZE, VmError, VmWorker, WorkerState } from "../dist/index.js";
 
 
 
@@ -134,5 +134,61 @@ describe("vm-worker - save and restore", () => {
     expect(used).toBeGreaterThan((2 << 20) / PAGE_SIZE);
     vm.guest.releaseAll();
     expect(pool.used).toBe(0);
+  });
+});
+
+describe("vm-worker - a migration's switchover through shared memory", () => {
+  it("freeze stops the vCPUs and hands over the dirty log and the state that save() would give", async () => {
+    const vm = await dirtier("rate=max ws=4");
+    await sleep(50);
+    await vm.startDirtyLog();
+    await vm.getAndClearDirtyLog();
+    await sleep(60);
+    const frozen = await vm.freeze();
+    expect(vm.state).toBe(WorkerState.Paused);
+    expect(frozen.stoppedAfterMs).toBeGreaterThanOrEqual(0);
+    expect(frozen.stoppedAfterMs).toBeLessThan(1000);
+    // the guest wrote pages since the last sync: they are in the handed-over bitmap, and it was cleared
+    expect(countDirty(frozen.dirty)).toBeGreaterThan(0);
+    expect(countDirty(await vm.getAndClearDirtyLog())).toBe(0);
+    // the same vCPU and device state as the message path gives, and nothing runs any more
+    const sections = (file: Uint8Array) => [...decodeSnapshot(file).values()];
+    expect(sections(frozen.state)).toEqual(sections(concat(await vm.save({ memory: false }))));
+    const a = await vm.stats();
+    await sleep(60);
+    const b = await vm.stats();
+    expect(b.instructions).toBe(a.instructions);
+    expect(b.mtimeTicks).toBe(a.mtimeTicks);
+    expect(await vm.resume()).toBeGreaterThanOrEqual(0);
+    await sleep(60);
+    expect((await vm.stats()).instructions).toBeGreaterThan(b.instructions);
+  });
+
+  it("a waiting worker takes its state from shared memory, refuses a bad one, and runs on from the good one", async () => {
+    const pool = new FramePool(64 << 20);
+    const out: string[] = [];
+    const vm = await dirtier("rate=5000 ws=2", pool, out);
+    await sleep(1200);
+    await vm.startDirtyLog();
+    const { state } = await vm.freeze();
+    await vm.stop();
+    const later: string[] = [];
+    const incoming = await VmWorker.start({
+      pool, memoryBytes: 32 << 20, bootargs: "rate=5000 ws=2", ept: vm.ept, awaitState: true, startPaused: true,
+      onConsole: (b) => later.push(new TextDecoder().decode(b)),
+    });
+    vms.push(incoming);
+    const bad = state.slice();
+    bad[bad.length - 1]! ^= 0xff;
+    await expect(incoming.provideState(bad)).rejects.toThrow(VmError);
+    await incoming.provideState(state);
+    expect(incoming.state).toBe(WorkerState.Paused);
+    const ranAfter = await incoming.resume();
+    expect(ranAfter).toBeGreaterThanOrEqual(0);
+    await sleep(1300);
+    const beats = [...(out.join("") + later.join("")).matchAll(/dirtier: heartbeat (\d+)/g)].map((m) => Number(m[1]));
+    expect(beats.length).toBeGreaterThanOrEqual(2);
+    beats.forEach((n, i) => expect(n).toBe(i + 1)); // no reset, no gap: it went on where it stopped
+    expect(later.join("")).toMatch(/heartbeat/);
   });
 });

@@ -8,8 +8,8 @@ export type { IncomingResult } from "./destination.js";
 export {
   decodeFrame, encodeFrame, FrameReader, FrameWriter, HEADER_BYTES, MAX_FRAME_BYTES, MessageType, PROTOCOL_VERSION, ProtocolError,
 } from "./protocol.js";
-export type { ConfigMessage, Frame, StartMessage } from "./protocol.js";
+export type { ConfigMessage, Frame, ResumedMessage, StartMessage } from "./protocol.js";
 export { MigrationError, MigrationSource } from "./source.js";
 export type { MigrationOptions, MigrationProgress, MigrationResult, NoConvergencePolicy, SourceVm } from "./source.js";
 export { memoryLink, TransportError } from "./transport.js";
-export type { LinkFaults, MigrationTransport } from "./transport.js";
+export type { DirectionFaults, LinkFaults, MigrationTransport } from "./transport.js";

@@ -13,18 +13,26 @@
  * duplicated, reordered, truncated or corrupted message is detected, never applied.
  *
  * Conversation (source -> destination unless marked <-):
- *   Start {protocol, capabilities}      Config {memory, vCPUs, boot}
- *   <- Admit | <- Refuse {reason}       (the destination reserves the memory or says why not)
- *   Pages {round, batch} ...            <- Ack {seq} for each Pages (the flow-control window)
+ *   Start {protocol, capabilities, streams}   Config {memory, vCPUs, boot}
+ *   <- Admit | <- Refuse {reason}       (the destination reserves the memory, opens page streams 1..
+ *                                        streams-1 of the transport, or says why not)
+ *   Pages {round, batch} ...            <- Ack {seq} for each Pages (the flow-control window). With
+ *                                          several page streams, each carries its own Pages and Acks,
+ *                                          numbered on their own (frames of every stream start at 1);
+ *                                          a given page always travels on the same stream
  *                                       <- Standby, once, among the Acks: the destination's VM worker is
  *                                          built and waits for state; the source stops the VM only after it
- *   State {saved vCPU and device state} <- Prepared (restored, not running)
- *   Complete (the commit point passed)  <- Resumed (running on the destination)
+ *   State {u32 streams, u32 Pages frames sent on each stream, saved vCPU and device state}
+ *                                       <- Prepared (every stream's pages applied, state restored, not
+ *                                          running)
+ *   Complete (the commit point passed)  <- Resumed {runningAfterMs, answeredAfterMs} (running on the
+ *                                          destination; its own times from Complete's arrival to the vCPUs
+ *                                          running and to this answer, for the source's downtime figure)
  *   Abandon {reason}, either way, at any time before Complete: the source keeps (or resumes) the VM.
  */
 import { crc32 } from "node:zlib";
 
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 const MAGIC = 0x4648;
 export const HEADER_BYTES = 20;
 /** A frame must fit NATS's default max_payload (1 MiB) with room to spare. */
@@ -154,6 +162,16 @@ export function parseJson<T>(frame: Frame, fields: Record<string, "number" | "st
 export interface StartMessage {
   protocol: number;
   capabilities: string[];
+  /** Page streams (1 when absent): the source has opened streams 1.. of the transport before Start. */
+  streams?: number;
+}
+
+/** The destination's answer to Complete: its own times, in ms from Complete's arrival. */
+export interface ResumedMessage {
+  /** Until the vCPUs ran. */
+  runningAfterMs: number;
+  /** Until Resumed was sent. */
+  answeredAfterMs: number;
 }
 
 export interface ConfigMessage {
@@ -162,4 +180,6 @@ export interface ConfigMessage {
   vcpus: number;
   boot: "bare" | "sbi";
   bootargs: string;
+  /** The VM was paused before the migration: it stays paused on whichever side ends up with it. */
+  keepPaused?: boolean;
 }

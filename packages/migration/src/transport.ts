@@ -11,6 +11,13 @@ export interface MigrationTransport {
   /** Called once if the link fails (e.g. the server went away); the engine aborts. */
   onError(handler: (error: Error) => void): void;
   close(): Promise<void>;
+  /**
+   * Opens page stream `index` (1, 2...) of this migration: another link between the same two ends,
+   * with its own frames, order and failures (NATS: its own subjects, and its own connection if the
+   * transport was given more). Resolves once it receives (so nothing the peer sends on it is missed).
+   * Transports without it carry one stream only. The engine closes what it opened.
+   */
+  stream?(index: number): Promise<MigrationTransport>;
 }
 
 export class TransportError extends Error {
@@ -31,22 +38,47 @@ export interface LinkFaults {
   failAt?: (n: number, frame: Uint8Array) => boolean;
 }
 
+/** Fault rules of one link: each direction's. */
+export interface DirectionFaults {
+  toDestination?: LinkFaults;
+  toSource?: LinkFaults;
+}
+
 /**
  * Two connected in-memory endpoints. Delivery is asynchronous (a microtask later), in order unless a
- * fault rule says otherwise.
+ * fault rule says otherwise. Page streams (`stream(k)`) are links of their own, with the fault rules
+ * of `faults.streams[k]`.
  */
-export function memoryLink(faults: { toDestination?: LinkFaults; toSource?: LinkFaults } = {}): {
+export function memoryLink(faults: DirectionFaults & { streams?: Record<number, DirectionFaults> } = {}): {
   source: MigrationTransport;
   destination: MigrationTransport;
 } {
-  const a = new MemoryEndpoint();
-  const b = new MemoryEndpoint();
-  a.connect(b, faults.toDestination ?? {});
-  b.connect(a, faults.toSource ?? {});
-  return { source: a, destination: b };
+  const pairs = new Map<number, [MemoryEndpoint, MemoryEndpoint]>();
+  const pair = (k: number): [MemoryEndpoint, MemoryEndpoint] => {
+    let p = pairs.get(k);
+    if (p === undefined) {
+      const f = k === 0 ? faults : (faults.streams?.[k] ?? {});
+      const a = new MemoryEndpoint((i) => Promise.resolve(pair(i)[0]));
+      const b = new MemoryEndpoint((i) => Promise.resolve(pair(i)[1]));
+      a.connect(b, f.toDestination ?? {});
+      b.connect(a, f.toSource ?? {});
+      p = [a, b];
+      pairs.set(k, p);
+    }
+    return p;
+  };
+  const [source, destination] = pair(0);
+  return { source, destination };
 }
 
 class MemoryEndpoint implements MigrationTransport {
+  constructor(private readonly open: (index: number) => Promise<MemoryEndpoint>) {}
+
+  stream(index: number): Promise<MigrationTransport> {
+    if (!Number.isInteger(index) || index < 1) throw new TransportError(`stream ${index}: page streams are numbered from 1`);
+    return this.open(index);
+  }
+
   private peer: MemoryEndpoint | undefined;
   private faults: LinkFaults = {};
   private handler: (frame: Uint8Array) => void = () => {};

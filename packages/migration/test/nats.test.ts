@@ -11,21 +11,22 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
 });
 
-async function setup(bootargs: string) {
+async function setup(bootargs: string, extraConnections = 0) {
   const server = await NatsServer.start();
   cleanups.push(() => server.stop());
   const [ncA, ncB] = await Promise.all([connect({ servers: server.url }), connect({ servers: server.url })]);
+  const extraA = await Promise.all(Array.from({ length: extraConnections }, () => connect({ servers: server.url })));
+  const extraB = await Promise.all(Array.from({ length: extraConnections }, () => connect({ servers: server.url })));
   cleanups.push(async () => {
-    await ncA.close().catch(() => undefined);
-    await ncB.close().catch(() => undefined);
+    for (const nc of [ncA, ncB, ...extraA, ...extraB]) await nc.close().catch(() => undefined);
   });
   const nodes = await twoNodes(bootargs);
   cleanups.push(async () => {
     for (const r of [nodes.a, nodes.b]) for (const c of r.list()) await r.destroy(c.spec.name);
   });
   const session = 0x5eed;
-  const toSource = new NatsTransport(ncA, session, "source");
-  const toDestination = new NatsTransport(ncB, session, "destination");
+  const toSource = new NatsTransport(ncA, session, "source", { streamConnections: extraA });
+  const toDestination = new NatsTransport(ncB, session, "destination", { streamConnections: extraB });
   await Promise.all([toSource.ready(), toDestination.ready()]);
   const destination = new MigrationDestination(nodes.b, toDestination, session);
   const spec = nodes.vm.spec;
@@ -44,6 +45,21 @@ describe("migration over NATS", () => {
     const { a, b, console, destination, source } = await setup("rate=20000 ws=8");
     await sleep(1200);
     const result = await source().run();
+    expect(result.ok, JSON.stringify(result)).toBe(true);
+    expect((await destination.done).ok).toBe(true);
+    await a.destroy("vm1");
+    const moved = b.get("vm1")!;
+    follow(moved, console);
+    await sleep(1200);
+    expect(moved.state).toBe("running");
+    heartbeats(console).forEach((n, i) => expect(n).toBe(i + 1));
+    expect(heartbeats(console).length).toBeGreaterThanOrEqual(2);
+  }, 30_000);
+
+  it("three page streams, two on connections of their own: the VM moves and keeps counting", async () => {
+    const { a, b, console, destination, source } = await setup("rate=20000 ws=8", 2);
+    await sleep(800);
+    const result = await source({ streams: 3 }).run();
     expect(result.ok, JSON.stringify(result)).toBe(true);
     expect((await destination.done).ok).toBe(true);
     await a.destroy("vm1");

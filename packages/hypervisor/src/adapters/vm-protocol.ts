@@ -2,7 +2,9 @@
  * What the root and a VM worker share. Commands that must be quick (pause, resume, stop, dirty-log
  * sync) go through a control block in shared memory, checked by the worker between instruction
  * batches (a fraction of a millisecond apart), so they do not wait for the worker's event loop.
- * Bulk traffic (console bytes, saved state) goes through messages.
+ * Bulk traffic (console bytes, whole snapshots) goes through messages; the vCPU and device state of a
+ * migration's switchover goes through a shared state buffer instead, so that pausing and saving (on the
+ * source) and restoring (on the destination) are each one command with no message round trip.
  *
  * Control block (Int32Array):
  *   REQUEST   sequence number of the last command the root posted
@@ -10,6 +12,14 @@
  *   ARGUMENT  its argument
  *   ACK       sequence number of the last command the worker finished
  *   STATE     the worker's state (WorkerState)
+ *   LENGTH    Freeze: bytes of state written to the state buffer, or minus the bytes needed when it did
+ *             not fit (the VM is paused anyway: save() by message then)
+ *   RESULT    0 if the last command succeeded, 1 if it failed (Restore with bad state, Restore of a
+ *             worker that already has a VM)
+ *
+ * Stamp (Float64Array, its own buffer): when the worker finished the last command, in ms since the
+ * Unix epoch at sub-millisecond resolution (performance.timeOrigin + performance.now(), comparable
+ * between the threads of one process): the moment the vCPUs stopped or started running.
  */
 import type { EptShared } from "../ept.js";
 import type { FramePoolShared } from "../frame-pool.js";
@@ -20,7 +30,11 @@ export const COMMAND = 1;
 export const ARGUMENT = 2;
 export const ACK = 3;
 export const STATE = 4;
+export const LENGTH = 5;
+export const RESULT = 6;
 export const CONTROL_WORDS = 8;
+/** Bytes of the shared state buffer (vCPU and device state is a few KiB per vCPU). */
+export const STATE_BUFFER_BYTES = 512 * 1024;
 
 export const enum Command {
   None = 0,
@@ -32,6 +46,13 @@ export const enum Command {
   DirtyStop = 6,
   /** Argument: percent of wall time the vCPUs sit out (0 to 99); 0 ends throttling. */
   Throttle = 7,
+  /**
+   * Pause, freeze guest time, take (and clear) the dirty log into `dirtyOut` and write the vCPU and
+   * device state to the state buffer (LENGTH says how much): a migration's stop-and-copy in one step.
+   */
+  Freeze = 8,
+  /** Argument: bytes of vCPU and device state in the state buffer, for a worker waiting for its state. */
+  Restore = 9,
 }
 
 export const enum WorkerState {
@@ -51,6 +72,10 @@ export interface VmWorkerData {
   control: SharedArrayBuffer;
   /** Where a dirty-log sync leaves the bitmap it took. */
   dirtyOut: SharedArrayBuffer;
+  /** vCPU and device state in either direction (Freeze, Restore); STATE_BUFFER_BYTES long. */
+  stateBuffer: SharedArrayBuffer;
+  /** One float64: when the worker finished the last command (see Stamp above). */
+  stamp: SharedArrayBuffer;
   /** An ELF to boot, or a snapshot to continue. */
   image?: Uint8Array;
   snapshot?: Uint8Array;

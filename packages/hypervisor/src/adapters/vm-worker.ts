@@ -14,8 +14,8 @@ import { restorePartition, restorePartitionInto, savePartition } from "../saved-
 import { concat } from "../snapshot.js";
 import { systemClock } from "./system-clock.js";
 import {
-  ACK, ARGUMENT, COMMAND, Command, REQUEST, STATE, WorkerState,
-  waitAsync, type RootMessage, type VmStats, type VmWorkerData, type WorkerMessage,
+  ACK, ARGUMENT, COMMAND, Command, LENGTH, REQUEST, RESULT, STATE, WorkerState,
+  type RootMessage, type VmStats, type VmWorkerData, type WorkerMessage,
 } from "./vm-protocol.js";
 
 /** A spare worker (see SpareWorkers) gets its VM's data as its first message. */
@@ -26,6 +26,10 @@ const data: VmWorkerData =
 const port = parentPort!;
 const control = new Int32Array(data.control);
 const dirtyOut = new Int32Array(data.dirtyOut);
+const stateBytes = new Uint8Array(data.stateBuffer);
+const stamp = new Float64Array(data.stamp);
+/** Milliseconds since the epoch, comparable with the root thread's (see the Stamp in vm-protocol.ts). */
+const epochNow = (): number => performance.timeOrigin + performance.now();
 const post = (m: WorkerMessage, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
 
 const pool = new FramePool(data.pool);
@@ -41,7 +45,8 @@ function build(): void {
       memoryBytes: data.memoryBytes, vcpus: data.vcpus, boot: data.boot, bootargs: data.bootargs, clock: systemClock, pool, ept, onConsole,
     });
     partition.freezeTime();
-    restorePartitionInto(partition, concat(savePartition(partition, { memory: false })), { memoryInPlace: true, paused: true });
+    const warm = concat(savePartition(partition, { memory: false }));
+    for (let i = 0; i < 5; i++) restorePartitionInto(partition, warm, { memoryInPlace: true, paused: true });
   } else if (data.snapshot !== undefined) {
     partition = restorePartition(data.snapshot, {
       clock: systemClock, pool, ept, onConsole, memoryInPlace: data.memoryInPlace, paused: data.startPaused === true,
@@ -61,9 +66,9 @@ function build(): void {
   }
 }
 
-/** With awaitState: the "restore" message's state, once it comes. */
-let stateArrived: ((m: { id: number; snapshot: Uint8Array }) => void) | undefined;
-const stateMessage = new Promise<{ id: number; snapshot: Uint8Array }>((resolve) => (stateArrived = resolve));
+/** With awaitState: the "restore" message's state, once it comes (the Restore command is the other way). */
+let stateMessage: { id: number; snapshot: Uint8Array } | undefined;
+let awaiting = data.awaitState === true;
 
 try {
   build();
@@ -93,21 +98,61 @@ function stats(): VmStats {
   return { instructions: partition.instructions, exits: { ...partition.exits }, mtimeTicks: partition.mtime(), throttlePercent };
 }
 
+/** Writes the vCPU and device state to the state buffer; returns its length, or minus the length needed. */
+function saveToBuffer(): number {
+  const chunks = savePartition(partition, { memory: false });
+  let n = 0;
+  for (const c of chunks) n += c.length;
+  if (n > stateBytes.length) return -n;
+  let o = 0;
+  for (const c of chunks) {
+    stateBytes.set(c, o);
+    o += c.length;
+  }
+  return n;
+}
+
+/** A command failed: its reason goes to the state buffer (LENGTH bytes of UTF-8) for the root to read. */
+function failure(reason: string): number {
+  const { written } = new TextEncoder().encodeInto(reason, stateBytes);
+  Atomics.store(control, LENGTH, written);
+  return 1;
+}
+
 /** Serves a pending command, if any. Returns after acknowledging it. */
 function serveCommand(): void {
   const request = Atomics.load(control, REQUEST);
   if (request === Atomics.load(control, ACK)) return;
   const command = Atomics.load(control, COMMAND) as Command;
+  let result = 0;
+  let at = 0;
   switch (command) {
     case Command.Pause:
+      at = epochNow(); // the vCPUs stand still from here
       paused = true;
       partition.freezeTime();
       Atomics.store(control, STATE, WorkerState.Paused);
+      break;
+    case Command.Freeze:
+      at = epochNow();
+      paused = true;
+      partition.freezeTime();
+      Atomics.store(control, STATE, WorkerState.Paused);
+      dirtyOut.set(partition.getAndClearDirtyLog());
+      try {
+        Atomics.store(control, LENGTH, saveToBuffer());
+      } catch (e) {
+        result = failure(`saving the state failed: ${(e as Error).message}`);
+      }
+      break;
+    case Command.Restore:
+      result = failure("the VM worker already has its VM");
       break;
     case Command.Resume:
       paused = false;
       partition.thawTime();
       Atomics.store(control, STATE, WorkerState.Running);
+      at = epochNow(); // running from here
       break;
     case Command.Stop:
       partition.stop({ code: Atomics.load(control, ARGUMENT), reason: "stopped by the root" });
@@ -119,6 +164,9 @@ function serveCommand(): void {
     }
     case Command.DirtyStart:
       partition.startDirtyLog();
+      // A migration begins: run the save path a few times now, so that its stop-and-copy (Freeze)
+      // does not pay for compiling it while the vCPUs stand still.
+      for (let i = 0; i < 5; i++) savePartition(partition, { memory: false });
       break;
     case Command.DirtyStop:
       partition.stopDirtyLog();
@@ -127,13 +175,16 @@ function serveCommand(): void {
       throttlePercent = Math.max(0, Math.min(99, Atomics.load(control, ARGUMENT)));
       break;
   }
+  stamp[0] = at !== 0 ? at : epochNow();
+  Atomics.store(control, RESULT, result);
   Atomics.store(control, ACK, request);
   Atomics.notify(control, ACK);
 }
 
 port.on("message", (m: RootMessage) => {
   if (m.type === "restore") {
-    stateArrived?.(m);
+    if (awaiting) stateMessage = m;
+    else post({ type: "error", id: m.id, message: "the VM worker already has its VM" });
     return;
   }
   if (partition === undefined) {
@@ -171,30 +222,85 @@ function uniqueBuffers(): (b: ArrayBuffer) => boolean {
   };
 }
 
-const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+let lastTick = 0;
+/** A turn of the event loop (messages from the root come in then). */
+const tick = (): Promise<void> => {
+  lastTick = performance.now();
+  return new Promise((resolve) => setImmediate(resolve));
+};
 
-/** Waits until the root posts a command or `ms` pass. */
+/**
+ * Waits until the root posts a command or `ms` pass. The wait blocks the thread (a futex wait, woken
+ * by the root's notify: the quickest way for a command to reach an idle or paused VM); messages get
+ * their turn when it times out, so at most `ms` later.
+ */
 async function waitForCommand(ms: number): Promise<void> {
   const seen = Atomics.load(control, REQUEST);
   if (seen !== Atomics.load(control, ACK)) return;
-  const r = waitAsync(control, REQUEST, seen, ms);
-  if (r.async) await r.value;
+  // Woken by a command: serve it first, unless messages have waited long (commands in a row)
+  if (ms > 0 && Atomics.wait(control, REQUEST, seen, ms) !== "timed-out" && performance.now() - lastTick < 10) return;
   await tick(); // let messages in too
+}
+
+/**
+ * An incoming migration's worker: waits for its vCPU and device state, by the Restore command (the
+ * state buffer) or a "restore" message (state too big for the buffer), restores it paused and says so.
+ */
+async function awaitState(): Promise<void> {
+  // paused with its state, before the root hears of it
+  const restored = (): void => {
+    paused = true;
+    partition.freezeTime();
+    Atomics.store(control, STATE, WorkerState.Paused);
+  };
+  for (;;) {
+    const request = Atomics.load(control, REQUEST);
+    if (request !== Atomics.load(control, ACK)) {
+      const command = Atomics.load(control, COMMAND) as Command;
+      let result = 0;
+      if (command === Command.Restore) {
+        const length = Atomics.load(control, ARGUMENT);
+        try {
+          restorePartitionInto(partition, stateBytes.slice(0, length), { memoryInPlace: true, paused: true });
+          restored();
+        } catch (e) {
+          result = failure(`restoring the state failed: ${(e as Error).message}`);
+        }
+      } else {
+        result = failure("the VM has no state yet");
+      }
+      stamp[0] = epochNow();
+      Atomics.store(control, RESULT, result);
+      Atomics.store(control, ACK, request);
+      Atomics.notify(control, ACK);
+      if (result === 0 && command === Command.Restore) {
+        awaiting = false;
+        return;
+      }
+      continue;
+    }
+    const m = stateMessage;
+    if (m !== undefined) {
+      stateMessage = undefined;
+      try {
+        restorePartitionInto(partition, m.snapshot, { memoryInPlace: true, paused: true });
+        restored();
+      } catch (e) {
+        post({ type: "error", id: m.id, message: (e as Error).message });
+        continue;
+      }
+      awaiting = false;
+      post({ type: "restored", id: m.id });
+      return;
+    }
+    await waitForCommand(20);
+  }
 }
 
 async function main(): Promise<void> {
   if (data.awaitState === true) {
     post({ type: "ready" });
-    const m = await stateMessage;
-    try {
-      restorePartitionInto(partition, m.snapshot, { memoryInPlace: true, paused: true });
-    } catch (e) {
-      post({ type: "error", id: m.id, message: (e as Error).message });
-      process.exit(1);
-    }
-    paused = true;
-    Atomics.store(control, STATE, WorkerState.Paused);
-    post({ type: "restored", id: m.id });
+    await awaitState();
   } else {
     Atomics.store(control, STATE, paused ? WorkerState.Paused : WorkerState.Running);
     if (paused) partition.freezeTime();
@@ -205,7 +311,7 @@ async function main(): Promise<void> {
     serveCommand();
     if (partition.halted !== undefined) break;
     if (paused) {
-      await waitForCommand(50);
+      await waitForCommand(10);
       continue;
     }
     const sliceEnd = performance.now() + sliceMs;

@@ -9,9 +9,9 @@ import type { FramePool } from "../frame-pool.js";
 import type { SpareWorkers } from "./spare-workers.js";
 import { GuestMemory } from "../guest-memory.js";
 import { MemoryMap, type BootMode, type Halt } from "../partition.js";
-import { snapshotInfo } from "../snapshot.js";
+import { concat, snapshotInfo } from "../snapshot.js";
 import {
-  ACK, ARGUMENT, COMMAND, Command, CONTROL_WORDS, REQUEST, STATE, waitAsync,
+  ACK, ARGUMENT, COMMAND, Command, CONTROL_WORDS, LENGTH, REQUEST, RESULT, STATE, STATE_BUFFER_BYTES, waitAsync,
   type RootMessage, type VmStats, type VmWorkerData, type WorkerMessage, type WorkerState,
 } from "./vm-protocol.js";
 
@@ -45,11 +45,26 @@ export interface VmOptions {
   onPaused?: (guestMs: number) => void;
 }
 
+/** How long a switchover command (freeze, restore, resume) may block the caller's thread before it waits on the event loop. */
+const SWITCHOVER_SYNC_WAIT_MS = 5;
+
 export class VmError extends Error {
   override readonly name = "VmError";
 }
 
 const now = (): number => performance.now();
+/** Milliseconds since the epoch, comparable with the worker thread's stamp (see vm-protocol.ts). */
+const epochNow = (): number => performance.timeOrigin + performance.now();
+
+/** What `freeze()` took from the stopped VM. */
+export interface FrozenVm {
+  /** The dirty bitmap since the last sync (cleared). */
+  dirty: Int32Array;
+  /** The vCPU and device state (a snapshot without memory, as `save({ memory: false })` gives). */
+  state: Uint8Array;
+  /** From the call to the vCPUs standing still (the worker's own clock). */
+  stoppedAfterMs: number;
+}
 
 export class VmWorker {
   readonly ept: Ept;
@@ -61,6 +76,8 @@ export class VmWorker {
   private readonly worker: Worker;
   private readonly control: Int32Array;
   private readonly dirtyOut: Int32Array;
+  private readonly stateBytes: Uint8Array;
+  private readonly stamp: Float64Array;
   private readonly pending = new Map<number, { resolve: (m: WorkerMessage) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private sequence = 0;
@@ -77,6 +94,8 @@ export class VmWorker {
     this.control = new Int32Array(new SharedArrayBuffer(CONTROL_WORDS * 4));
     const dirtyShared = new SharedArrayBuffer(this.ept.dirty.byteLength);
     this.dirtyOut = new Int32Array(dirtyShared);
+    this.stateBytes = new Uint8Array(new SharedArrayBuffer(STATE_BUFFER_BYTES));
+    this.stamp = new Float64Array(new SharedArrayBuffer(8));
     const data: VmWorkerData = {
       memoryBytes,
       vcpus: options.vcpus ?? 1,
@@ -86,6 +105,8 @@ export class VmWorker {
       ept: this.ept.shared,
       control: this.control.buffer as SharedArrayBuffer,
       dirtyOut: dirtyShared,
+      stateBuffer: this.stateBytes.buffer as SharedArrayBuffer,
+      stamp: this.stamp.buffer as SharedArrayBuffer,
       image: options.image,
       snapshot: options.snapshot,
       memoryInPlace: options.ept !== undefined && options.snapshot !== undefined,
@@ -156,13 +177,35 @@ export class VmWorker {
     return Atomics.load(this.control, STATE) as WorkerState;
   }
 
-  /** Stops every vCPU; resolves when they have all stopped. Returns how long that took. */
+  /**
+   * Stops every vCPU; resolves when they have all stopped. Returns how long after the call they
+   * stopped (the worker's own clock; the return to the caller comes on top).
+   */
   async pause(): Promise<number> {
-    return this.command(Command.Pause);
+    return (await this.command(Command.Pause)).servedAfterMs;
   }
 
+  /**
+   * Lets the vCPUs run again. Returns how long after the call they were running (the worker's own
+   * clock); the wait is short and blocks the caller's thread for up to a few ms, so that a
+   * migration's switchover does not wait for this thread's event loop as well.
+   */
   async resume(): Promise<number> {
-    return this.command(Command.Resume);
+    return (await this.command(Command.Resume, 0, SWITCHOVER_SYNC_WAIT_MS)).servedAfterMs;
+  }
+
+  /**
+   * A migration's stop-and-copy in one command: pauses the vCPUs, freezes guest time, takes and
+   * clears the dirty log and saves the vCPU and device state, all in the worker at once, handed over
+   * in shared memory (no message round trip). The dirty log must have been started.
+   */
+  async freeze(): Promise<FrozenVm> {
+    const { servedAfterMs } = await this.command(Command.Freeze, 0, SWITCHOVER_SYNC_WAIT_MS);
+    const dirty = this.dirtyOut.slice();
+    const length = Atomics.load(this.control, LENGTH);
+    // State bigger than the shared buffer: the VM is paused, so the message path gives the same state.
+    const state = length >= 0 ? this.stateBytes.slice(0, length) : concat(await this.save({ memory: false }));
+    return { dirty, state, stoppedAfterMs: servedAfterMs };
   }
 
   /**
@@ -211,10 +254,18 @@ export class VmWorker {
     return m.chunks;
   }
 
-  /** Gives a worker started with `awaitState` its vCPU and device state; resolves once restored (paused). */
+  /**
+   * Gives a worker started with `awaitState` its vCPU and device state; resolves once restored
+   * (paused). State that fits the shared state buffer goes through it (one command); more by message.
+   */
   async provideState(snapshot: Uint8Array): Promise<void> {
-    const m = await this.request({ type: "restore", id: this.nextId++, snapshot });
-    if (m.type !== "restored") throw new VmError("unexpected reply to restore");
+    if (snapshot.length <= this.stateBytes.length) {
+      this.stateBytes.set(snapshot);
+      await this.command(Command.Restore, snapshot.length, SWITCHOVER_SYNC_WAIT_MS);
+    } else {
+      const m = await this.request({ type: "restore", id: this.nextId++, snapshot });
+      if (m.type !== "restored") throw new VmError("unexpected reply to restore");
+    }
     this.awaitingState = false;
   }
 
@@ -228,18 +279,37 @@ export class VmWorker {
     this.post({ type: "input", bytes });
   }
 
-  /** Posts a control-block command and waits until the worker has done it. Returns the wait in ms. */
-  private async command(command: Command, argument = 0): Promise<number> {
+  /**
+   * Posts a control-block command and waits until the worker has done it: first blocking this thread
+   * for up to `syncWaitMs` (a futex wait: the quickest wake-up), then on the event loop. Returns the
+   * wait, and how long after posting the worker did the command (by its stamp). Throws VmError if the
+   * worker says the command failed.
+   */
+  private async command(command: Command, argument = 0, syncWaitMs = 0): Promise<{ waitedMs: number; servedAfterMs: number }> {
     if (this.halted !== undefined) throw new VmError(`the VM has halted (${this.halted.reason})`);
     const started = now();
+    const postedAt = epochNow();
     const seq = ++this.sequence;
+    const done = (): { waitedMs: number; servedAfterMs: number } => {
+      if (Atomics.load(this.control, RESULT) !== 0) {
+        const length = Math.max(0, Math.min(Atomics.load(this.control, LENGTH), this.stateBytes.length));
+        throw new VmError(new TextDecoder().decode(this.stateBytes.slice(0, length)) || "the VM worker refused the command");
+      }
+      return { waitedMs: now() - started, servedAfterMs: Math.max(0, this.stamp[0]! - postedAt) };
+    };
     Atomics.store(this.control, COMMAND, command);
     Atomics.store(this.control, ARGUMENT, argument);
     Atomics.store(this.control, REQUEST, seq);
     Atomics.notify(this.control, REQUEST);
+    const syncUntil = started + syncWaitMs;
+    for (let left = syncWaitMs; left > 0; left = syncUntil - now()) {
+      const ack = Atomics.load(this.control, ACK);
+      if (ack === seq) return done();
+      Atomics.wait(this.control, ACK, ack, left);
+    }
     for (;;) {
       const ack = Atomics.load(this.control, ACK);
-      if (ack === seq) return now() - started;
+      if (ack === seq) return done();
       const halted = this.halted as Halt | undefined; // set by the worker's messages while we wait
       if (halted !== undefined) throw new VmError(`the VM halted (${halted.reason})`);
       const r = waitAsync(this.control, ACK, ack, 100);

@@ -13,8 +13,8 @@
  * least significant group first, high bit set on every byte but the last, at most 5 bytes. One changed
  * 32-bit word costs at most 2 + 1 + 4 = 7 bytes on a 4 KiB page.
  *
- * The encoder skips equal 256-byte blocks with a native compare and compares 32-bit words in the
- * others when both pages are 4-byte aligned with a length divisible by 4 (the case for guest pages),
+ * The encoder skips equal 256-byte blocks with a native compare (and, after each run, tries the
+ * whole rest of the page in one compare) and compares 32-bit words in the others when both pages are 4-byte aligned with a length divisible by 4 (the case for guest pages),
  * then trims the equal leading bytes of a run's first word and trailing bytes of its last word, so runs
  * are byte-exact at their edges; a run may contain equal bytes inside (never a whole equal word). Other
  * pages are compared byte by byte (a single equal byte between changes joins the run: cheaper than a
@@ -73,31 +73,37 @@ export function encodeDeltaInto(previous: Uint8Array, current: Uint8Array, limit
 
 function encodeWords(previous: Uint8Array, current: Uint8Array, limit: number, out: Uint8Array, offset: number): number {
   const length = current.length;
-  // Equal stretches are skipped with a native memcmp per block, much faster than a word loop.
-  if (compareRange.call(previous, current, 0, length, 0, length) === 0) return 0;
   const words = length >>> 2;
-  const a = new Int32Array(previous.buffer, previous.byteOffset, words);
-  const b = new Int32Array(current.buffer, current.byteOffset, words);
+  // Word views of the whole underlying buffers, reused from call to call (a page is a view into a
+  // slab or into guest memory: making two typed arrays per page costs more than comparing it).
+  const a = wordsOf(previous.buffer, 0);
+  const b = wordsOf(current.buffer, 1);
+  const pa = previous.byteOffset >>> 2;
+  const pb = current.byteOffset >>> 2;
   const end = offset + limit;
   let o = offset;
   let w = 0;
   let last = 0; // byte position after the previous record
   while (true) {
+    // Find the next differing word: words one by one up to a block boundary, then equal stretches
+    // with a native compare (first of the whole rest of the page: most resent pages changed in a word
+    // or two, and identical ones in none).
     while (w < words) {
-      if ((w & (BLOCK_WORDS - 1)) === 0 && w + BLOCK_WORDS <= words) {
+      if ((w & (BLOCK_WORDS - 1)) === 0) {
         const s = w << 2;
-        if (compareRange.call(previous, current, s, s + BLOCK_BYTES, s, s + BLOCK_BYTES) === 0) {
+        if (compareRange.call(previous, current, s, length, s, length) === 0) return o - offset;
+        while (w + BLOCK_WORDS <= words && compareRange.call(previous, current, w << 2, (w << 2) + BLOCK_BYTES, w << 2, (w << 2) + BLOCK_BYTES) === 0) {
           w += BLOCK_WORDS;
-          continue;
         }
+        if (w === words) break;
       }
-      if (a[w] !== b[w]) break;
+      if (a[pa + w] !== b[pb + w]) break;
       w++;
     }
     if (w === words) return o - offset;
     const first = w;
     w++;
-    while (w < words && a[w] !== b[w]) w++;
+    while (w < words && a[pa + w] !== b[pb + w]) w++;
     let start = first << 2;
     let stop = w << 2;
     // Word `first` and word `w - 1` differ, so both loops stop inside them.
@@ -107,6 +113,18 @@ function encodeWords(previous: Uint8Array, current: Uint8Array, limit: number, o
     if (o < 0) return -1;
     last = stop;
   }
+}
+
+const wordViews: [ArrayBufferLike | undefined, ArrayBufferLike | undefined] = [undefined, undefined];
+const wordArrays: [Int32Array, Int32Array] = [new Int32Array(0), new Int32Array(0)];
+
+/** An Int32Array over all of `buffer` (whole words), cached in `slot` while the buffer stays the same. */
+function wordsOf(buffer: ArrayBufferLike, slot: 0 | 1): Int32Array {
+  if (wordViews[slot] !== buffer) {
+    wordViews[slot] = buffer;
+    wordArrays[slot] = new Int32Array(buffer, 0, buffer.byteLength >>> 2);
+  }
+  return wordArrays[slot];
 }
 
 function encodeBytes(previous: Uint8Array, current: Uint8Array, limit: number, out: Uint8Array, offset: number): number {
@@ -202,8 +220,54 @@ export function validateDelta(delta: Uint8Array, pageLength: number): void {
   }
 }
 
-/** Writes a delta already checked by validateDelta into `target` (holding the previous page). */
-function applyValidDelta(delta: Uint8Array, target: Uint8Array): void {
+/**
+ * Applies a delta already checked by validateDelta to `page` in place, first copying the bytes it
+ * overwrites to `undo` (which must hold `delta.length` bytes: a delta carries every byte it writes),
+ * so that `undoDelta` can put them back. Costs only the bytes the delta changes.
+ */
+export function applyDeltaInPlace(delta: Uint8Array, page: Uint8Array, undo: Uint8Array): void {
+  const length = delta.length;
+  let p = 0;
+  let pos = 0;
+  let u = 0;
+  while (p < length) {
+    pos += readVarint(delta, p, "");
+    const changed = readVarint(delta, varintEnd, "");
+    p = varintEnd;
+    if (changed <= 32) {
+      for (let k = 0; k < changed; k++) {
+        undo[u++] = page[pos + k]!;
+        page[pos + k] = delta[p + k]!;
+      }
+    } else {
+      undo.set(page.subarray(pos, pos + changed), u);
+      u += changed;
+      page.set(delta.subarray(p, p + changed), pos);
+    }
+    p += changed;
+    pos += changed;
+  }
+}
+
+/** Puts back the bytes `applyDeltaInPlace(delta, page, undo)` overwrote. */
+export function undoDelta(delta: Uint8Array, page: Uint8Array, undo: Uint8Array): void {
+  const length = delta.length;
+  let p = 0;
+  let pos = 0;
+  let u = 0;
+  while (p < length) {
+    pos += readVarint(delta, p, "");
+    const changed = readVarint(delta, varintEnd, "");
+    p = varintEnd;
+    page.set(undo.subarray(u, u + changed), pos);
+    u += changed;
+    p += changed;
+    pos += changed;
+  }
+}
+
+/** Writes a delta already checked by validateDelta (or just made by the encoder) into `target` (holding the previous page). */
+export function applyValidDelta(delta: Uint8Array, target: Uint8Array): void {
   const length = delta.length;
   let p = 0;
   let pos = 0;

@@ -27,7 +27,7 @@
  * applied in the order they were built, and entries of one batch in their order.
  */
 import { crc32 } from "node:zlib";
-import { encodeDeltaInto, validateDelta, decodeDelta } from "./delta.js";
+import { applyDeltaInPlace, applyValidDelta, encodeDeltaInto, undoDelta, validateDelta } from "./delta.js";
 import { CodecError } from "./errors.js";
 import { compressIfWorthIt, lz4Codec, type Codec } from "./lz4.js";
 import { SentPages } from "./sent-pages.js";
@@ -191,11 +191,12 @@ export class BatchBuilder {
       if (n >= 0) {
         this.view.setUint16(this.length + ENTRY_HEAD, n, true);
         this.view.setUint32(this.length + ENTRY_HEAD + 2, crc32(copy), true);
+        // The held copy becomes the encoded one by applying the (small) delta to it: no page copy.
+        if (sent !== undefined) applyValidDelta(this.body.subarray(at, at + n), base);
         this.head(KIND_DELTA, gpn);
         this.length += DELTA_HEAD + n;
         this.stats.deltaPages++;
         this.kind = "delta";
-        sent?.set(gpn, copy);
         return true;
       }
     }
@@ -212,6 +213,14 @@ export class BatchBuilder {
   /** Adds a ZERO entry for page `gpn`; returns false (adding nothing) when it does not fit. */
   addZero(gpn: number): boolean {
     return this.add({ gpn, kind: "zero", payload: EMPTY });
+  }
+
+  /**
+   * The copy of the page `addPage` last added, exactly as encoded (a view the next `addPage`
+   * overwrites): what to record as sent.
+   */
+  get lastPage(): Uint8Array {
+    return this.page;
   }
 
   /** The encoding `addPage` used for the page it last added (undefined if it added nothing). */
@@ -389,7 +398,7 @@ export function decodeBatch(data: Uint8Array, options: BatchOptions = {}): Batch
  * the receiver's memory no longer matches the sender's idea of it). Returns the number of pages written.
  */
 export function applyBatch(entries: readonly BatchEntry[], getPage: (gpn: number) => Uint8Array): number {
-  let scratch: Uint8Array | undefined;
+  let undo = new Uint8Array(0);
   for (const e of entries) {
     const page = getPage(e.gpn);
     switch (e.kind) {
@@ -401,13 +410,16 @@ export function applyBatch(entries: readonly BatchEntry[], getPage: (gpn: number
         page.set(e.payload);
         break;
       case "delta": {
-        if (scratch === undefined || scratch.length !== page.length) scratch = new Uint8Array(page.length);
-        decodeDelta(page, e.payload, scratch);
-        const crc = crc32(scratch);
+        // In place, keeping the bytes it overwrites: a wrong result is undone, so the page is left
+        // unchanged, without copying whole pages.
+        validateDelta(e.payload, page.length);
+        if (undo.length < e.payload.length) undo = new Uint8Array(Math.max(e.payload.length, 256));
+        applyDeltaInPlace(e.payload, page, undo);
+        const crc = crc32(page);
         if (crc !== e.pageCrc32) {
+          undoDelta(e.payload, page, undo);
           throw new CodecError(`batch: delta of page ${e.gpn} gives a page with CRC-32 ${hex(crc)}, expected ${hex(e.pageCrc32 ?? 0)}: the receiver's page is not the one the sender last sent`);
         }
-        page.set(scratch);
         break;
       }
       default:
