@@ -3,23 +3,28 @@
  *
  * Receiver states:
  *
- *   Handshake --Config, admitted--> Receiving (pages written straight into the new partition's frames;
- *       |                                    the VM worker starts beside them, then Standby is sent)
- *       | refused (no memory, name taken...)     | State
+ *   Handshake --Config, admitted--> Receiving (pages written straight into the new partition's frames,
+ *       |                                    from every page stream opened at Start; the VM worker
+ *       |                                    starts beside them, then Standby is sent)
+ *       | refused (no memory, name taken...)     | State (once every stream delivered the batches it counts)
  *       v                                        v
  *     Failed <--Abandon / bad frame / link---- Prepared (VM worker restored, paused; nothing runs yet)
- *       (the new partition is destroyed:         | Complete (the source passed the commit point)
- *        nothing ran here)                       v
- *                                             Running (Resumed sent)
+ *       (the new partition is destroyed:         | Complete (the source passed the commit point), or
+ *        nothing ran here)                       | the source lost and `confirmCommit()` says it committed
+ *                                                v
+ *                                             Running (vCPUs resumed at once, then Resumed sent
+ *                                                      with this side's times for the downtime figure;
+ *                                                      a VM paused before the move stays paused)
  *
- * Before Complete the destination never runs a vCPU, so a failure anywhere leaves the VM only on the
- * source. After Complete, the VM is this side's to run.
+ * Before the commit point the destination never runs a vCPU, so a failure anywhere leaves the VM only
+ * on the source. After it, the VM is this side's to run — also when the source died between the
+ * commit and Complete (then the cluster's record of the commit, not a message, says so).
  */
 import { Ept, GuestMemory, MemoryMap, PAGE_SIZE, type ChildPartition, type RootPartition } from "@hyperfleet/hypervisor";
 import { applyBatch, decodeBatch } from "./codec/index.js";
 import {
   FrameReader, FrameWriter, MessageType, parseJson, ProtocolError, PROTOCOL_VERSION, typeName,
-  type ConfigMessage, type Frame, type StartMessage,
+  type ConfigMessage, type Frame, type ResumedMessage, type StartMessage,
 } from "./protocol.js";
 import { systemTimers } from "./adapters/system-timers.js";
 import type { Timers } from "./timers.js";
@@ -28,6 +33,34 @@ import type { MigrationTransport } from "./transport.js";
 export type IncomingResult =
   | { ok: true; partition: ChildPartition; pagesReceived: number }
   | { ok: false; reason: string };
+
+/** A page stream as the destination receives it. */
+interface InLane {
+  transport: MigrationTransport;
+  reader: FrameReader;
+  writer: FrameWriter;
+  /** Its frames, one at a time, in arrival order. */
+  queue: Promise<void>;
+  /** Pages frames applied from it. */
+  pagesFrames: number;
+}
+
+function ackPayload(seq: number): Uint8Array {
+  const ack = new Uint8Array(4);
+  new DataView(ack.buffer).setUint32(0, seq, true);
+  return ack;
+}
+
+/** State's payload: the Pages frames sent on each stream, then the vCPU and device state. */
+function parseState(payload: Uint8Array): { counts: number[]; state: Uint8Array } {
+  const v = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  if (payload.length < 4) throw new ProtocolError("State: no stream count");
+  const n = v.getUint32(0, true);
+  if (n < 1 || n > 64 || payload.length < 4 + 4 * n) throw new ProtocolError(`State: bad stream count ${n}`);
+  const counts: number[] = [];
+  for (let k = 0; k < n; k++) counts.push(v.getUint32(4 + 4 * k, true));
+  return { counts, state: payload.subarray(4 + 4 * n) };
+}
 
 export class MigrationDestination {
   private readonly writer: FrameWriter;
@@ -47,50 +80,77 @@ export class MigrationDestination {
 
   private lastFrameAt: number;
   private stopWatchdog: () => void = () => {};
+  /** Page streams 1.. (the first is the control link, whose Pages go through `queue`). */
+  private readonly lanes: InLane[] = [];
+  /** Pages frames applied from the control link. */
+  private controlPagesFrames = 0;
+  /** Called whenever a page stream applied a batch or the migration failed (State waits on it). */
+  private laneProgress: (() => void) | undefined;
 
   /**
    * `peerTimeoutMs`: once the source has started, silence this long before Complete means it died;
-   * the half-built partition is torn down (the VM never ran here).
+   * the half-built partition is torn down (the VM never ran here) — unless the switchover may have
+   * committed: when the source goes silent (or the link fails) after Prepared, `confirmCommit` (the
+   * cluster's record of the commit point) decides. If the commit happened, this side owns the VM and
+   * runs it although Complete never came; if not (or with no `confirmCommit`), it tears down.
    */
   constructor(
     private readonly root: RootPartition,
     private readonly transport: MigrationTransport,
-    session: number,
-    peerTimeoutMs = 10_000,
-    timers: Timers = systemTimers,
+    private readonly session: number,
+    private readonly peerTimeoutMs = 10_000,
+    private readonly timers: Timers = systemTimers,
+    private readonly options: { confirmCommit?: () => Promise<boolean> } = {},
   ) {
     this.lastFrameAt = timers.now();
     this.writer = new FrameWriter(session);
     this.reader = new FrameReader(session);
     this.done = new Promise((resolve) => (this.settle = resolve));
     transport.onFrame((data) => {
-      this.lastFrameAt = timers.now();
+      const at = timers.now();
+      this.lastFrameAt = at;
       // one frame at a time, in arrival order
-      this.queue = this.queue.then(() => this.receive(data));
+      this.queue = this.queue.then(() => this.receive(data, at));
     });
     const watch = (): void => {
       if (this.state !== "handshake" && timers.now() - this.lastFrameAt > peerTimeoutMs) {
-        this.queue = this.queue.then(() => this.fail(`the source went silent for ${peerTimeoutMs} ms`, false));
+        this.queue = this.queue.then(() => this.lost(`the source went silent for ${peerTimeoutMs} ms`));
         return;
       }
       this.stopWatchdog = timers.after(Math.min(1000, peerTimeoutMs), watch);
     };
     watch();
-    transport.onError((e) => void this.fail(`link failed: ${e.message}`, false));
+    transport.onError((e) => {
+      this.queue = this.queue.then(() => this.lost(`link failed: ${e.message}`));
+    });
   }
 
-  private async receive(data: Uint8Array): Promise<void> {
+  /** The source is gone. After Prepared the commit may have happened: ask, and run the VM if it did. */
+  private async lost(reason: string): Promise<void> {
+    if (this.state === "prepared" && this.options.confirmCommit !== undefined) {
+      const committed = await this.options.confirmCommit().catch(() => false);
+      if (committed && this.state === "prepared") {
+        if (this.config?.keepPaused !== true) await this.child!.resume();
+        this.state = "running";
+        this.finish({ ok: true, partition: this.child!, pagesReceived: this.pagesReceived });
+        return;
+      }
+    }
+    await this.fail(reason, false);
+  }
+
+  private async receive(data: Uint8Array, receivedAt: number): Promise<void> {
     if (this.state === "failed" || this.state === "running") return;
     let frame: Frame;
     try {
       frame = this.reader.read(data);
-      await this.handle(frame);
+      await this.handle(frame, receivedAt);
     } catch (e) {
       await this.fail((e as Error).message, true);
     }
   }
 
-  private async handle(f: Frame): Promise<void> {
+  private async handle(f: Frame, receivedAt: number): Promise<void> {
     if (f.type === MessageType.Abandon) {
       await this.fail(`the source abandoned: ${parseJson<{ reason: string }>(f, { reason: "string" }).reason}`, false);
       return;
@@ -100,10 +160,14 @@ export class MigrationDestination {
         if (f.type === MessageType.Start) {
           const start = parseJson<StartMessage>(f, { protocol: "number" });
           if (start.protocol !== PROTOCOL_VERSION) throw new ProtocolError(`the source speaks protocol ${start.protocol}, this side ${PROTOCOL_VERSION}`);
+          const streams = start.streams ?? 1;
+          if (!Number.isInteger(streams) || streams < 1 || streams > 64) throw new ProtocolError(`Start: bad stream count ${String(streams)}`);
+          for (let k = 1; k < streams; k++) await this.openLane(k);
           return;
         }
         if (f.type === MessageType.Config) {
           const c = parseJson<ConfigMessage>(f, { name: "string", memoryBytes: "number", vcpus: "number", boot: "string", bootargs: "string" });
+          if (c.keepPaused !== undefined && typeof c.keepPaused !== "boolean") throw new ProtocolError(`Config.keepPaused must be true or false, got ${JSON.stringify(c.keepPaused)}`);
           try {
             this.child = this.root.create({ name: c.name, memoryBytes: c.memoryBytes, vcpus: c.vcpus, boot: c.boot, bootargs: c.bootargs });
           } catch (e) {
@@ -133,25 +197,18 @@ export class MigrationDestination {
         break;
       case "receiving":
         if (f.type === MessageType.Pages) {
-          if (f.payload.length < 4) throw new ProtocolError("Pages: no round number");
-          const guest = this.guest!;
-          const entries = decodeBatch(f.payload.subarray(4));
-          for (const e of entries) {
-            if (e.gpn >= this.ept!.pages) throw new ProtocolError(`Pages: guest page ${e.gpn} beyond the VM's ${this.ept!.pages}`);
-          }
-          applyBatch(entries, (gpn) => {
-            const frame = guest.frameFor(gpn);
-            return this.root.pool.memory.subarray(frame * PAGE_SIZE, (frame + 1) * PAGE_SIZE);
-          });
-          this.pagesReceived += entries.length;
-          const ack = new Uint8Array(4);
-          new DataView(ack.buffer).setUint32(0, f.seq, true);
-          await this.send(this.writer.frame(MessageType.Ack, ack));
+          this.applyPages(f);
+          this.controlPagesFrames++;
+          await this.send(this.writer.frame(MessageType.Ack, ackPayload(f.seq)));
           return;
         }
         if (f.type === MessageType.State) {
+          const { counts, state } = parseState(f.payload);
+          if (counts.length !== this.lanes.length + 1) throw new ProtocolError(`State: ${counts.length} page streams, this side has ${this.lanes.length + 1}`);
+          if (counts[0] !== this.controlPagesFrames) throw new ProtocolError(`State: ${counts[0]} page batches sent on the control link, ${this.controlPagesFrames} arrived`);
+          await this.lanesDelivered(counts);
           await this.spawning;
-          await this.child!.provideState(f.payload);
+          await this.child!.provideState(state);
           this.state = "prepared";
           await this.send(this.writer.frame(MessageType.Prepared));
           return;
@@ -159,9 +216,15 @@ export class MigrationDestination {
         break;
       case "prepared":
         if (f.type === MessageType.Complete) {
-          await this.child!.resume();
+          const resumeCalledAt = this.timers.now();
+          // a VM that was paused before the move stays paused here
+          const runningAfterCall = this.config?.keepPaused === true ? 0 : await this.child!.resume();
           this.state = "running";
-          await this.send(this.writer.frame(MessageType.Resumed)).catch(() => undefined);
+          const answer: ResumedMessage = {
+            runningAfterMs: resumeCalledAt - receivedAt + runningAfterCall,
+            answeredAfterMs: this.timers.now() - receivedAt,
+          };
+          await this.send(this.writer.json(MessageType.Resumed, answer)).catch(() => undefined);
           this.finish({ ok: true, partition: this.child!, pagesReceived: this.pagesReceived });
           return;
         }
@@ -170,10 +233,79 @@ export class MigrationDestination {
     throw new ProtocolError(`unexpected ${typeName(f.type)} while ${this.state}`);
   }
 
+  /** Writes a Pages frame's batch into the new partition's memory. */
+  private applyPages(f: Frame): void {
+    if (f.payload.length < 4) throw new ProtocolError("Pages: no round number");
+    const guest = this.guest!;
+    const entries = decodeBatch(f.payload.subarray(4));
+    for (const e of entries) {
+      if (e.gpn >= this.ept!.pages) throw new ProtocolError(`Pages: guest page ${e.gpn} beyond the VM's ${this.ept!.pages}`);
+    }
+    applyBatch(entries, (gpn) => {
+      const frame = guest.frameFor(gpn);
+      return this.root.pool.memory.subarray(frame * PAGE_SIZE, (frame + 1) * PAGE_SIZE);
+    });
+    this.pagesReceived += entries.length;
+  }
+
+  /** Listens on page stream `k`: its Pages are applied in its own order and acknowledged on it. */
+  private async openLane(k: number): Promise<void> {
+    if (this.transport.stream === undefined) throw new ProtocolError(`the source asks for page streams, this side's transport carries one`);
+    const transport = await this.transport.stream(k);
+    const lane: InLane = {
+      transport, reader: new FrameReader(this.session), writer: new FrameWriter(this.session), queue: Promise.resolve(), pagesFrames: 0,
+    };
+    this.lanes.push(lane);
+    transport.onFrame((data) => {
+      this.lastFrameAt = this.timers.now();
+      lane.queue = lane.queue.then(() => this.receiveOnLane(lane, k, data));
+    });
+    transport.onError((e) => void this.fail(`page stream ${k} failed: ${e.message}`, true));
+  }
+
+  private async receiveOnLane(lane: InLane, k: number, data: Uint8Array): Promise<void> {
+    if (this.state === "failed" || this.state === "running") return;
+    try {
+      const f = lane.reader.read(data);
+      if (f.type !== MessageType.Pages) throw new ProtocolError(`unexpected ${typeName(f.type)} on page stream ${k}`);
+      if (this.state !== "receiving") throw new ProtocolError(`Pages on page stream ${k} while ${this.state}`);
+      this.applyPages(f);
+      lane.pagesFrames++;
+      this.laneProgress?.();
+      await lane.transport.send(lane.writer.frame(MessageType.Ack, ackPayload(f.seq)));
+    } catch (e) {
+      await this.fail(`page stream ${k}: ${(e as Error).message}`, true);
+    }
+  }
+
+  /** Resolves once every page stream has applied the batches State counts (within the peer timeout). */
+  private lanesDelivered(counts: number[]): Promise<void> {
+    const behind = (): boolean => this.lanes.some((l, i) => l.pagesFrames < counts[i + 1]!);
+    if (!behind()) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const stop = this.timers.after(this.peerTimeoutMs, () => {
+        this.laneProgress = undefined;
+        reject(new ProtocolError(`the page streams did not deliver what State counts within ${this.peerTimeoutMs} ms`));
+      });
+      this.laneProgress = () => {
+        if (this.state === "failed") {
+          stop();
+          this.laneProgress = undefined;
+          reject(new ProtocolError("the migration failed while the page streams were finishing"));
+        } else if (!behind()) {
+          stop();
+          this.laneProgress = undefined;
+          resolve();
+        }
+      };
+    });
+  }
+
   /** Ends the migration here: nothing ran on this side, so the new partition goes away. */
   private async fail(reason: string, tellSource: boolean): Promise<void> {
     if (this.state === "failed" || this.state === "running") return;
     this.state = "failed";
+    this.laneProgress?.();
     if (tellSource) await this.send(this.writer.json(MessageType.Abandon, { reason })).catch(() => undefined);
     if (this.child !== undefined) {
       await this.spawning?.catch(() => undefined);
@@ -186,6 +318,7 @@ export class MigrationDestination {
 
   private finish(r: IncomingResult): void {
     this.stopWatchdog();
+    for (const lane of this.lanes) void lane.transport.close().catch(() => undefined);
     this.settle(r);
   }
 

@@ -3,17 +3,20 @@
  *
  * Sender states:
  *
- *   Handshake --Admit--> PreCopy (round 0: every non-zero page; rounds 1..n: pages dirtied meanwhile)
+ *   Handshake --Admit--> PreCopy (round 0: every non-zero page; rounds 1..n: pages dirtied meanwhile;
+ *       |                   |        pages split over the page streams, each with its Ack window)
  *       |                   | stop rule: remaining dirty bytes / measured bandwidth <= downtime limit
  *    Refuse                 |           (or the round/time limit passed and the policy is "force")
  *       v                   v
- *     Failed <------- StopAndCopy (vCPUs paused: last dirty pages, then vCPU and device state)
- *       ^  Abandon          | <- Prepared
- *       |  (VM resumes      v
- *       |   here)        Commit point: options.commit() (a Raft entry in a cluster; true standalone)
+ *     Failed <------- StopAndCopy (one VM-worker command: vCPUs stopped, last dirty log and vCPU and
+ *       ^  Abandon          |      device state taken; then the last dirty pages, then State)
+ *       |  (VM resumes      | <- Prepared
+ *       |   here)           v
+ *       |                Commit point: options.commit() (a Raft entry in a cluster; true standalone)
  *       +---- false --------+ true
  *                           v
- *                       Complete -> <- Resumed: Done (the VM runs only on the destination)
+ *                       Complete -> <- Resumed {destination's times}: Done (the VM runs only on the
+ *                                      destination; the downtime is computed, see MigrationResult)
  *
  * Any failure before the commit point (refusal, transport error, bad frame, timeout, cancel) sends
  * Abandon and leaves the VM running on the source. After it, the source never resumes the VM.
@@ -23,7 +26,7 @@ import { concat, dirtyPages, PAGE_SIZE } from "@hyperfleet/hypervisor";
 import { BatchBuilder, SentPages, isZeroPage } from "./codec/index.js";
 import {
   FrameReader, FrameWriter, HEADER_BYTES, MessageType, parseJson, ProtocolError, PROTOCOL_VERSION, typeName,
-  type ConfigMessage, type Frame,
+  type ConfigMessage, type Frame, type ResumedMessage, type StartMessage,
 } from "./protocol.js";
 import { systemTimers } from "./adapters/system-timers.js";
 import type { Timers } from "./timers.js";
@@ -48,10 +51,21 @@ export interface MigrationOptions {
   maxPreCopyMs?: number;
   /** What to do when the dirty set never fits the downtime limit. */
   whenNoConvergence?: NoConvergencePolicy;
+  /**
+   * The VM is paused (an operator paused it; a quick migration moves it as it is): it is not resumed
+   * on the source when the migration fails, nor on the destination when it completes.
+   */
+  keepPaused?: boolean;
   /** Whole-migration deadline: past it, the migration is abandoned (before the commit point). */
   timeoutMs?: number;
-  /** Page batches in flight without an Ack. */
+  /** Page batches in flight without an Ack, per stream. */
   window?: number;
+  /**
+   * Page streams (default 1, see DEFAULT_STREAMS for the measurements): pages are split among this
+   * many links (the transport's `stream()`), each with its own Ack window; a page always travels on
+   * the same stream, so its deltas stay in order. Control messages use the first.
+   */
+  streams?: number;
   /** Abort when the destination says nothing for this long while an answer is due (a dead peer). */
   peerTimeoutMs?: number;
   /** The commit point; resolves true if the move is decided. */
@@ -84,12 +98,31 @@ export type MigrationResult =
   | {
       ok: true;
       totalMs: number;
+      /**
+       * From the vCPUs stopping on the source to the vCPUs running on the destination. Each side
+       * times its part on its own clock, and the hop between them is estimated, so no clock needs to
+       * agree with the other:
+       *
+       *   downtime = (Complete sent - vCPUs stopped)               source's clock (the VM worker's
+       *                                                            stamp for the stop)
+       *            + one-way time of Complete                      estimated NTP-style: (round trip
+       *                                                            Complete -> Resumed - destination's
+       *                                                            time between them) / 2
+       *            + (Complete received -> vCPUs running)          destination's clock, sent in Resumed
+       *
+       * Resumed's trip back is not downtime (the VM already runs); see `switchoverMs` for the
+       * end-to-end figure that includes it.
+       */
       downtimeMs: number;
       /**
-       * Where the downtime went: pause; the last dirty log and the state save (fetched together); the
-       * last pages and the state sent; the destination applying them (prepare); commit; resume.
+       * Where the downtime went (the parts add up to it): sync, the vCPUs stopped to the last dirty log
+       * and the state in hand (one VM-worker command); pages and state, sending them; prepare, until
+       * the destination said Prepared (it applied the last pages and restored the state); commit;
+       * complete, Complete's one-way time (estimated); resume, the destination's Complete -> running.
        */
-      downtimeBreakdownMs: Record<"pause" | "sync" | "pages" | "state" | "prepare" | "commit" | "resume", number>;
+      downtimeBreakdownMs: Record<"sync" | "pages" | "state" | "prepare" | "commit" | "complete" | "resume", number>;
+      /** From the vCPUs stopping here to Resumed arriving back (>= downtimeMs: the answer's trip is in it). */
+      switchoverMs: number;
       bytesSent: number;
       rounds: number;
       pagesPerRound: number[];
@@ -111,6 +144,44 @@ class Cancelled extends Error {}
 const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
 /** A final copy expected to take at most this long ends pre-copy (under the limit, rounds go on while they shrink the set). */
 const QUICK_FINAL_COPY_MS = 10;
+/**
+ * Pages per batch at most in the stop-and-copy round (besides the batch's byte limit). A batch of
+ * one-word deltas holds ~14,000 pages in its 256 KiB, so the destination would start applying only
+ * after the source encoded them all; smaller batches let both sides work at once while the vCPUs
+ * stand still (a guest that rewrites its whole 64 MiB working set: 16,384 pages went out in ~100 ms
+ * and were applied ~60 ms later in one lump). In pre-copy the running guest keeps the CPUs busy
+ * anyway, and large batches cost fewer messages.
+ */
+const FINAL_PAGES_PER_BATCH = 2048;
+
+/**
+ * Page streams by default. Measured with `pnpm bench migration --streams N` on the 2-core host the
+ * project is benchmarked on, NATS on loopback, runs of 1, 2 and 3 streams interleaved, three each,
+ * medians (downtime / total ms): ram256-heavy-unl 21 / 2057, 27 / 2004, 43 / 1560; ram256-max-unl
+ * 180 / 1316, 185 / 1187, 197 / 1324. The spread between runs of one setting was larger than the
+ * differences: both ends encode and apply pages on one thread each and the two cores are the limit,
+ * not one link. So one stream (no extra connections) stays the default; more remain an option for
+ * hosts with cores to spare or links that are slow per connection.
+ */
+const DEFAULT_STREAMS = 1;
+const MAX_STREAMS = 16;
+/** Pages go to streams in runs of this many consecutive pages (a page always on the same stream). */
+const STREAM_CHUNK_PAGES = 64;
+
+/** A page stream as the source drives it. */
+interface Lane {
+  /** 0 for the control link. */
+  index: number;
+  transport: MigrationTransport;
+  writer: FrameWriter;
+  builder: BatchBuilder;
+  /** Sequence numbers of Pages frames not acknowledged yet, oldest first. */
+  unacked: number[];
+  /** Frames received on it (the first stream's: every control frame). */
+  inbox: Frame[];
+  /** Pages frames sent on it. */
+  pagesFrames: number;
+}
 
 /** The VM being moved, and what the destination needs to build it. */
 export interface SourceVm {
@@ -130,12 +201,13 @@ export class MigrationSource {
   private readonly sent: SentPages;
   private readonly timers: Timers;
   private readonly builder: BatchBuilder;
-  private readonly scratch = new Uint8Array(PAGE_SIZE);
-  private inbox: Frame[] = [];
+  private readonly inbox: Frame[] = [];
   private waiter: (() => void) | undefined;
   private failure: Error | undefined;
   private bytesSent = 0;
-  private unacked: number[] = [];
+  private readonly unacked: number[] = [];
+  /** The page streams; the first is the control link itself. */
+  private readonly lanes: Lane[];
   /** The destination's VM worker is ready for the state (Standby came). */
   private standby = false;
   private progress: MigrationProgress = {
@@ -158,15 +230,20 @@ export class MigrationSource {
       whenNoConvergence: options.whenNoConvergence ?? "force",
       timeoutMs: options.timeoutMs ?? 300_000,
       window: options.window ?? 16,
+      streams: options.streams ?? DEFAULT_STREAMS,
       peerTimeoutMs: options.peerTimeoutMs ?? 5000,
       bandwidthLimitBytesPerSecond: options.bandwidthLimitBytesPerSecond,
       onProgress: options.onProgress,
       commit: options.commit,
+      keepPaused: options.keepPaused === true,
     };
     if (options.deltaCache !== undefined) options.deltaCache.forget();
     this.sent = options.deltaCache ?? new SentPages({ budgetBytes: options.deltaCacheBytes ?? Math.min(source.memoryBytes, 1024 * 2 ** 20) });
+    const streams = this.options.streams;
+    if (!Number.isInteger(streams) || streams < 1 || streams > MAX_STREAMS) throw new MigrationError(`streams must be an integer from 1 to ${MAX_STREAMS}, got ${streams}`);
     // LZ4 costs CPU time at a few hundred MB/s: it pays only when the link is slower than that.
     this.builder = new BatchBuilder(options.bandwidthLimitBytesPerSecond !== undefined ? {} : { codec: null });
+    this.lanes = [{ index: 0, transport, writer: this.writer, builder: this.builder, unacked: this.unacked, inbox: this.inbox, pagesFrames: 0 }];
     this.timers = options.timers ?? systemTimers;
     transport.onFrame((data) => {
       try {
@@ -184,11 +261,20 @@ export class MigrationSource {
     });
   }
 
-  /** Stops the migration at the next step; the VM stays (or goes back to running) on the source. */
-  cancel(reason = "cancelled"): void {
+  /**
+   * Stops the migration at the next step; the VM stays (or goes back to running) on the source.
+   * Refused (false) once the commit has been asked for: from there the migration completes (or, if the
+   * commit is refused, fails on its own), so a cancel can never undo a switchover that committed.
+   */
+  cancel(reason = "cancelled"): boolean {
+    if (this.committing) return false;
     this.failure ??= new Cancelled(reason);
     this.wake();
+    return true;
   }
+
+  /** Set when the commit is asked for: the point after which `cancel()` is refused. */
+  private committing = false;
 
   async run(): Promise<MigrationResult> {
     const now = (): number => this.timers.now();
@@ -205,10 +291,12 @@ export class MigrationSource {
     const roundMs: number[] = [];
     let handshakeMs: number;
     try {
-      // Handshake and admission
-      await this.send(MessageType.Start, json({ protocol: PROTOCOL_VERSION, capabilities: ["delta", "lz4"] }));
+      // Handshake and admission (page streams beyond the first are opened first: their Acks must find us listening)
+      await this.openLanes();
+      await this.send(MessageType.Start, json({ protocol: PROTOCOL_VERSION, capabilities: ["delta", "lz4"], streams: this.lanes.length } satisfies StartMessage));
       const config: ConfigMessage = {
         name: this.source.name, memoryBytes: this.source.memoryBytes, vcpus: this.source.vcpus, boot: this.source.boot, bootargs: this.source.bootargs,
+        ...(this.options.keepPaused === true ? { keepPaused: true } : {}),
       };
       await this.send(MessageType.Config, json(config));
       const answer = await this.expect([MessageType.Admit, MessageType.Refuse]);
@@ -228,7 +316,7 @@ export class MigrationSource {
       let toSend: number[] = [];
       for (let g = 0; g < pages; g++) if (vm.ept.frame(g) >= 0) toSend.push(g);
       let lastSync = now();
-      let previousDirty = Infinity;
+      let previousDirty = -1; // round 0's "dirty set" is every page it sent
       const preCopyStart = now();
       for (;;) {
         this.progress.round = round;
@@ -258,6 +346,7 @@ export class MigrationSource {
         this.report();
         // Under the limit, another round still pays while it shrinks the dirty set well: stop once
         // the rest is quick to copy or the set no longer shrinks.
+        if (previousDirty < 0) previousDirty = sentPages;
         const shrinking = toSend.length < previousDirty * 0.5;
         const stalled = toSend.length > previousDirty * 0.8;
         previousDirty = toSend.length;
@@ -296,21 +385,29 @@ export class MigrationSource {
         mark = t;
         return d;
       };
-      await vm.pause();
+      // One command stops the vCPUs, freezes guest time, takes the last dirty log and saves the vCPU
+      // and device state (they no longer change); the last pages and the state then go out back to
+      // back (State counts the batches of each stream, so Prepared also says every page landed).
+      // The downtime starts when the vCPUs stopped (the worker's stamp), not when we asked.
       paused = true;
-      const pauseMs = lap();
-      // The vCPUs are stopped: the last dirty log and the vCPU and device state no longer change, so
-      // both are fetched at once; the last pages and the state then go out back to back (the
-      // destination applies frames in order, so Prepared also says every page landed).
-      const [last, stateChunks] = await Promise.all([vm.getAndClearDirtyLog(), vm.save({ memory: false })]);
-      const state = concat(stateChunks);
+      const frozen = await vm.freeze();
+      const stoppedAt = pausedAt + Math.min(frozen.stoppedAfterMs, now() - pausedAt);
+      mark = stoppedAt;
+      const last = frozen.dirty;
+      const state = frozen.state;
       const syncMs = lap();
       const final = new Set(toSend);
       for (const g of dirtyPages(last)) final.add(g);
-      pagesPerRound.push(await this.sendPages(round, [...final].sort((a, b) => a - b)));
+      pagesPerRound.push(await this.sendPages(round, [...final].sort((a, b) => a - b), FINAL_PAGES_PER_BATCH));
       round++;
       const pagesMs = lap();
-      await this.send(MessageType.State, state);
+      // State says how many page batches went on each stream: the destination restores only once it
+      // has applied them all (the streams are not ordered with each other).
+      const counts = new Uint8Array(4 + 4 * this.lanes.length);
+      const cv = new DataView(counts.buffer);
+      cv.setUint32(0, this.lanes.length, true);
+      this.lanes.forEach((l, k) => cv.setUint32(4 + 4 * k, l.pagesFrames, true));
+      await this.send(MessageType.State, concat([counts, state]));
       const stateMs = lap();
       await this.drain(0);
       await this.expect([MessageType.Prepared]);
@@ -318,19 +415,28 @@ export class MigrationSource {
 
       // The commit point
       this.phase("commit");
+      if (this.failure !== undefined) throw this.failure instanceof Cancelled ? new MigrationError(this.failure.message) : this.failure;
+      this.committing = true;
       committed = (await (this.options.commit?.() ?? Promise.resolve(true))) === true;
       if (!committed) throw new MigrationError("the commit was refused");
       const commitMs = lap();
+      const completeSentAt = mark;
       await this.send(MessageType.Complete);
-      await this.expect([MessageType.Resumed]);
-      const resumeMs = lap();
-      const downtimeMs = now() - pausedAt;
+      const resumed = parseJson<ResumedMessage>(await this.expect([MessageType.Resumed]), { runningAfterMs: "number", answeredAfterMs: "number" });
+      const resumedAt = now();
+      // Complete's one-way time, NTP-style: the round trip less the destination's own time, halved.
+      const roundTrip = resumedAt - completeSentAt;
+      const answeredAfterMs = Math.min(Math.max(0, resumed.answeredAfterMs), roundTrip);
+      const completeMs = (roundTrip - answeredAfterMs) / 2;
+      const resumeMs = Math.min(Math.max(0, resumed.runningAfterMs), answeredAfterMs);
+      const downtimeMs = completeSentAt - stoppedAt + completeMs + resumeMs;
       this.phase("done");
       return {
         ok: true,
         totalMs: now() - started,
         downtimeMs,
-        downtimeBreakdownMs: { pause: pauseMs, sync: syncMs, pages: pagesMs, state: stateMs, prepare: prepareMs, commit: commitMs, resume: resumeMs },
+        switchoverMs: resumedAt - stoppedAt,
+        downtimeBreakdownMs: { sync: syncMs, pages: pagesMs, state: stateMs, prepare: prepareMs, commit: commitMs, complete: completeMs, resume: resumeMs },
         bytesSent: this.bytesSent,
         rounds: round,
         pagesPerRound,
@@ -347,54 +453,94 @@ export class MigrationSource {
         await this.transport.send(this.writer.json(MessageType.Abandon, { reason })).catch(() => undefined);
         if (logging) await vm.stopDirtyLog().catch(() => undefined);
         if (throttle > 0) await vm.throttle(0).catch(() => undefined);
-        if (paused) await vm.resume().catch(() => undefined);
+        if (paused && this.options.keepPaused !== true) await vm.resume().catch(() => undefined);
       }
       return { ok: false, reason, committed, totalMs: now() - started, bytesSent: this.bytesSent };
     } finally {
       cancelTimer();
+      for (const lane of this.lanes.slice(1)) await lane.transport.close().catch(() => undefined);
     }
   }
 
-  /** Sends the given pages as batches, within the window and the bandwidth limit. Returns how many. */
-  private async sendPages(round: number, gpns: readonly number[]): Promise<number> {
+  /** Opens page streams 1.. of the transport (see MigrationOptions.streams). */
+  private async openLanes(): Promise<void> {
+    for (let k = 1; k < this.options.streams; k++) {
+      if (this.transport.stream === undefined) throw new MigrationError(`${this.options.streams} page streams asked, but the transport carries one`);
+      const transport = await this.transport.stream(k);
+      const lane: Lane = {
+        index: k,
+        transport,
+        writer: new FrameWriter(this.writer.session),
+        builder: new BatchBuilder(this.options.bandwidthLimitBytesPerSecond !== undefined ? {} : { codec: null }),
+        unacked: [],
+        inbox: [],
+        pagesFrames: 0,
+      };
+      const reader = new FrameReader(this.writer.session);
+      transport.onFrame((data) => {
+        try {
+          const frame = reader.read(data);
+          if (frame.type !== MessageType.Ack) throw new ProtocolError(`unexpected ${typeName(frame.type)} on page stream ${k}`);
+          lane.inbox.push(frame);
+        } catch (e) {
+          this.failure ??= e as Error;
+        }
+        this.wake();
+      });
+      transport.onError((e) => {
+        this.failure ??= new MigrationError(`page stream ${k}: ${e.message}`);
+        this.wake();
+      });
+      this.lanes.push(lane);
+    }
+  }
+
+  /**
+   * Sends the given pages as batches, within each stream's window and the bandwidth limit. Returns
+   * how many. Page `gpn` goes on stream floor(gpn / STREAM_CHUNK_PAGES) mod streams, always the same.
+   */
+  private async sendPages(round: number, gpns: readonly number[], pagesPerBatch = Infinity): Promise<number> {
     const { vm } = this.source;
-    const builder = this.builder;
+    const lanes = this.lanes;
     let count = 0;
-    const flush = async (): Promise<void> => {
-      if (builder.count === 0) return;
-      const payload = builder.finish();
+    const flush = async (lane: Lane): Promise<void> => {
+      if (lane.builder.count === 0) return;
+      const payload = lane.builder.finish();
       const header = new Uint8Array(4);
       new DataView(header.buffer).setUint32(0, round, true);
-      await this.drain(this.options.window - 1);
-      await this.send(MessageType.Pages, concat([header, payload]));
-      this.unacked.push(this.writer.lastSeq);
+      await this.drainLane(lane, this.options.window - 1);
+      await this.sendOn(lane, MessageType.Pages, concat([header, payload]));
+      lane.unacked.push(lane.writer.lastSeq);
+      lane.pagesFrames++;
     };
     // The builder copies the page (the vCPUs may write it meanwhile), picks ZERO, DELTA against what
     // was sent before, or FULL, and records what it sent in `this.sent` for later deltas.
     // A page never sent is a delta against zero: the destination's fresh page is zero (and each delta
     // carries the CRC of the page it makes, so a wrong base is caught, never applied).
-    // The vCPUs may be writing the page while we read it: take one copy and both encode and record
-    // exactly that copy, or the next round's delta would start from bytes the destination never got.
-    const image = this.scratch;
-    const add = (gpn: number): boolean => {
-      image.set(vm.guest.page(gpn) ?? ZERO_PAGE);
-      if (this.sent.has(gpn)) return builder.addPage(gpn, image, this.sent);
-      if (!builder.addPage(gpn, image, ZERO_PAGE)) return false;
-      this.sent.set(gpn, image);
+    // The vCPUs may be writing the page while we read it: the builder takes one copy, and exactly
+    // that copy is both encoded and recorded, or the next round's delta would start from bytes the
+    // destination never got.
+    const add = (builder: BatchBuilder, gpn: number, page: Uint8Array): boolean => {
+      if (this.sent.has(gpn)) return builder.addPage(gpn, page, this.sent);
+      if (!builder.addPage(gpn, page, ZERO_PAGE)) return false;
+      this.sent.set(gpn, builder.lastPage);
       return true;
     };
     for (const gpn of gpns) {
       this.check();
-      const page = vm.guest.page(gpn);
+      const page = vm.guest.page(gpn) ?? ZERO_PAGE;
       // The destination's fresh memory is zero: a page that is zero and was never sent needs nothing.
-      if ((page === undefined || isZeroPage(page)) && !this.sent.has(gpn)) continue;
-      if (!add(gpn)) {
-        await flush();
-        if (!add(gpn)) throw new MigrationError(`page ${gpn} does not fit an empty batch`);
+      if (!this.sent.has(gpn) && isZeroPage(page)) continue;
+      const lane = lanes.length === 1 ? lanes[0]! : lanes[Math.floor(gpn / STREAM_CHUNK_PAGES) % lanes.length]!;
+      if (!add(lane.builder, gpn, page)) {
+        await flush(lane);
+        if (!add(lane.builder, gpn, page)) throw new MigrationError(`page ${gpn} does not fit an empty batch`);
       }
       count++;
+      // Small batches of small deltas: the destination applies one while the next is encoded.
+      if (lane.builder.count >= pagesPerBatch) await flush(lane);
     }
-    await flush();
+    for (const lane of lanes) await flush(lane);
     return count;
   }
 
@@ -418,24 +564,53 @@ export class MigrationSource {
     }
   }
 
-  /** Waits until at most `max` page batches are unacknowledged. */
+  /** Waits until at most `max` page batches are unacknowledged on every stream. */
   private async drain(max: number): Promise<void> {
-    while (this.unacked.length > max) {
-      const f = await this.expect([MessageType.Ack]);
+    for (const lane of this.lanes) await this.drainLane(lane, max);
+  }
+
+  /** Waits until at most `max` page batches are unacknowledged on `lane`. */
+  private async drainLane(lane: Lane, max: number): Promise<void> {
+    while (lane.unacked.length > max) {
+      const f = lane === this.lanes[0] ? await this.expect([MessageType.Ack]) : await this.nextAck(lane);
+      if (f.payload.length < 4) throw new ProtocolError("Ack: no frame number");
       const acked = new DataView(f.payload.buffer, f.payload.byteOffset, f.payload.byteLength).getUint32(0, true);
-      if (acked !== this.unacked[0]) throw new ProtocolError(`Ack for frame ${acked}, expected ${this.unacked[0]}`);
-      this.unacked.shift();
+      if (acked !== lane.unacked[0]) throw new ProtocolError(`Ack for frame ${acked}, expected ${lane.unacked[0]}`);
+      lane.unacked.shift();
     }
   }
 
-  /** Numbers and sends one frame (a frame is numbered only if it goes out, so the sequence has no gaps). */
+  /** The next Ack of page stream `lane` (not the first), within the peer timeout. */
+  private async nextAck(lane: Lane): Promise<Frame> {
+    for (;;) {
+      this.check();
+      const f = lane.inbox.shift();
+      if (f !== undefined) return f;
+      // The destination may give up meanwhile: its Abandon comes on the control stream.
+      const abandon = this.inbox.find((c) => c.type === MessageType.Abandon);
+      if (abandon !== undefined) throw abandoned(abandon);
+      await this.waitForFrame("an Ack on a page stream");
+    }
+  }
+
+  /** Numbers and sends one control frame (a frame is numbered only if it goes out, so the sequence has no gaps). */
   private async send(type: MessageType, payload?: Uint8Array): Promise<void> {
+    await this.sendOn(this.lanes[0]!, type, payload);
+  }
+
+  private async sendOn(lane: Lane, type: MessageType, payload?: Uint8Array): Promise<void> {
     this.check();
     const limit = this.options.bandwidthLimitBytesPerSecond;
     const size = HEADER_BYTES + (payload?.length ?? 0);
     if (limit !== undefined) await this.pace(size, limit);
     this.check();
-    await this.transport.send(this.writer.frame(type, payload));
+    const frame = lane.writer.frame(type, payload);
+    if (lane.index === 0) await lane.transport.send(frame);
+    else {
+      await lane.transport.send(frame).catch((e: unknown) => {
+        throw new MigrationError(`page stream ${lane.index}: ${(e as Error).message}`);
+      });
+    }
     this.bytesSent += size;
   }
 
@@ -461,16 +636,25 @@ export class MigrationSource {
         if (!types.includes(f.type)) throw new ProtocolError(`unexpected ${typeName(f.type)} from the destination`);
         return f;
       }
-      const waitedFrom = this.timers.now();
-      let cancel = (): void => {};
-      await new Promise<void>((resolve) => {
-        this.waiter = resolve;
-        cancel = this.timers.after(this.options.peerTimeoutMs, resolve);
-      });
-      cancel();
-      if (this.inbox.length === 0 && this.failure === undefined && this.timers.now() - waitedFrom >= this.options.peerTimeoutMs) {
-        throw new MigrationError(`the destination stopped answering (nothing for ${this.options.peerTimeoutMs} ms while waiting for ${types.map(typeName).join(" or ")})`);
-      }
+      await this.waitForFrame(types.map(typeName).join(" or "));
+    }
+  }
+
+  /** Waits for any frame or failure; throws if nothing comes within the peer timeout. */
+  private async waitForFrame(what: string): Promise<void> {
+    const waitedFrom = this.timers.now();
+    let cancel = (): void => {};
+    let woken = false;
+    await new Promise<void>((resolve) => {
+      this.waiter = () => {
+        woken = true;
+        resolve();
+      };
+      cancel = this.timers.after(this.options.peerTimeoutMs, resolve);
+    });
+    cancel();
+    if (!woken && this.failure === undefined && this.timers.now() - waitedFrom >= this.options.peerTimeoutMs) {
+      throw new MigrationError(`the destination stopped answering (nothing for ${this.options.peerTimeoutMs} ms while waiting for ${what})`);
     }
   }
 

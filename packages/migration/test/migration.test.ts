@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { SentPages } from "../src/codec/index.js";
 import { MigrationDestination } from "../src/destination.js";
 import { MigrationSource, type MigrationOptions, type MigrationResult } from "../src/source.js";
-import { memoryLink, type LinkFaults } from "../src/transport.js";
+import { memoryLink, type DirectionFaults, type LinkFaults } from "../src/transport.js";
 import { follow, heartbeats, MiB, sleep, twoNodes } from "./lib.js";
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -20,7 +20,7 @@ async function migrate(
   to: RootPartition,
   vm: ChildPartition,
   options: MigrationOptions = {},
-  faults: { toDestination?: LinkFaults; toSource?: LinkFaults } = {},
+  faults: DirectionFaults & { streams?: Record<number, DirectionFaults> } = {},
   session = 7,
   consoleLog?: string[],
 ): Promise<{ result: MigrationResult; incoming: Awaited<MigrationDestination["done"]> }> {
@@ -92,6 +92,121 @@ describe("migration - a running VM moves and keeps running", () => {
       expect(result.rounds).toBeGreaterThanOrEqual(2);
       expect(result.downtimeMs).toBeLessThan(2000);
     }
+  }, 30_000);
+});
+
+describe("migration - downtime as defined: from the vCPUs stopping here to them running there", () => {
+  it("the figure adds up from its parts, covers the source's part and leaves out Resumed's trip back", async () => {
+    const { a, b, vm } = await twoNodes("rate=2000 ws=2");
+    cleanups.push(() => destroyAll(a, b));
+    await sleep(300);
+    const instructionsAt: number[] = [];
+    const { result, incoming } = await migrate(a, b, vm, {
+      commit: async () => {
+        // the commit point: stopped here, restored but not running there
+        instructionsAt.push((await b.get("vm1")!.worker!.stats()).instructions);
+        return true;
+      },
+    });
+    expect(result.ok, JSON.stringify(result)).toBe(true);
+    expect(incoming.ok).toBe(true);
+    if (!result.ok) return;
+    const d = result.downtimeBreakdownMs;
+    const sourceSide = d.sync + d.pages + d.state + d.prepare + d.commit;
+    for (const v of Object.values(d)) expect(v).toBeGreaterThanOrEqual(0);
+    expect(result.downtimeMs).toBeCloseTo(sourceSide + d.complete + d.resume, 6);
+    expect(result.downtimeMs).toBeGreaterThanOrEqual(sourceSide);
+    // the old end-to-end figure (until Resumed came back) bounds it from above
+    expect(result.downtimeMs).toBeLessThanOrEqual(result.switchoverMs + 1e-9);
+    // the one-way estimate is at most half of Complete's round trip
+    expect(d.complete * 2).toBeLessThanOrEqual(result.switchoverMs - sourceSide + 1e-9);
+    expect(result.downtimeMs).toBeLessThan(result.totalMs);
+    // nothing ran on the destination before Complete; it runs after
+    expect(instructionsAt).toHaveLength(1);
+    await sleep(100);
+    expect((await b.get("vm1")!.worker!.stats()).instructions).toBeGreaterThan(instructionsAt[0]!);
+  }, 30_000);
+});
+
+describe("migration - several page streams", () => {
+  it("pages split over three streams, each with its own window: the VM moves whole and keeps counting", async () => {
+    const { a, b, vm, console } = await twoNodes("rate=20000 ws=8");
+    cleanups.push(() => destroyAll(a, b));
+    await sleep(800);
+    const perStream = new Map<number, number>();
+    const count = (k: number) => (_n: number, f: Uint8Array): boolean => {
+      if (f[3] === 5) perStream.set(k, (perStream.get(k) ?? 0) + 1);
+      return false;
+    };
+    let compared = false;
+    const { result, incoming } = await migrate(
+      a, b, vm,
+      {
+        streams: 3,
+        window: 2,
+        commit: async () => {
+          const target = b.get("vm1")!.worker!;
+          const src = vm.worker!;
+          for (let g = 0; g < src.ept.pages; g++) {
+            const x = src.guest.page(g);
+            const y = target.guest.page(g);
+            const zero = (p: Uint8Array | undefined) => p === undefined || p.every((v) => v === 0);
+            if (zero(x) && zero(y)) continue;
+            expect(Buffer.from(y ?? new Uint8Array(PAGE_SIZE)).equals(Buffer.from(x ?? new Uint8Array(PAGE_SIZE))), `page ${g}`).toBe(true);
+          }
+          compared = true;
+          return true;
+        },
+      },
+      { toDestination: { drop: count(0) }, streams: { 1: { toDestination: { drop: count(1) } }, 2: { toDestination: { drop: count(2) } } } },
+    );
+    expect(result.ok, JSON.stringify(result)).toBe(true);
+    expect(incoming.ok).toBe(true);
+    expect(compared).toBe(true);
+    for (const k of [0, 1, 2]) expect(perStream.get(k) ?? 0, `Pages frames on stream ${k}`).toBeGreaterThan(0);
+    const moved = b.get("vm1")!;
+    follow(moved, console);
+    await sleep(1200);
+    await runsOnlyOn(moved, [a.get("vm1")]);
+    const beats = heartbeats(console);
+    expect(beats.length).toBeGreaterThanOrEqual(2);
+    beats.forEach((n, i) => expect(n).toBe(i + 1));
+  }, 30_000);
+
+  it.each([
+    ["a page stream failing", { streams: { 2: { toDestination: { failAt: (n: number) => n === 2 } } } }, /page stream 2/],
+    ["a batch lost on a page stream", { streams: { 1: { toDestination: { drop: (n: number) => n === 1 } } } }, /out-of-order|stopped answering|did not deliver|abandoned/],
+  ] as const)("%s aborts cleanly: the VM keeps running on the source, nothing is left on the destination", async (_name, faults, reason) => {
+    const { a, b, vm } = await twoNodes("rate=5000 ws=4");
+    cleanups.push(() => destroyAll(a, b));
+    await sleep(200);
+    const { result, incoming } = await migrate(a, b, vm, { streams: 3, peerTimeoutMs: 1500 }, faults);
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.committed).toBe(false);
+      expect(result.reason).toMatch(reason);
+    }
+    expect(incoming.ok).toBe(false);
+    expect(b.list()).toEqual([]);
+    expect(b.pool.used).toBe(0);
+    await runsOnlyOn(vm, []);
+  }, 30_000);
+
+  it("a transport without page streams refuses a multi-stream migration before anything moves", async () => {
+    const { a, b, vm } = await twoNodes("rate=5000 ws=4");
+    cleanups.push(() => destroyAll(a, b));
+    const link = memoryLink();
+    const single = { send: link.source.send.bind(link.source), onFrame: link.source.onFrame.bind(link.source), onError: link.source.onError.bind(link.source), close: link.source.close.bind(link.source) };
+    const destination = new MigrationDestination(b, link.destination, 3);
+    const spec = vm.spec;
+    const result = await new MigrationSource(
+      { vm: vm.worker!, name: spec.name, memoryBytes: spec.memoryBytes, vcpus: spec.vcpus, boot: spec.boot, bootargs: spec.bootargs },
+      single, 3, { streams: 2 },
+    ).run();
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.reason).toMatch(/carries one/);
+    await destination.done.then(() => undefined, () => undefined).catch(() => undefined);
+    await runsOnlyOn(vm, []);
   }, 30_000);
 });
 
@@ -202,6 +317,101 @@ describe("migration - faults end in a clean abort with the VM still on the sourc
     expect(incoming.ok).toBe(false);
     expect(b.list()).toEqual([]);
     await runsOnlyOn(vm, []);
+  }, 30_000);
+});
+
+describe("migration - the commit point decides", () => {
+  it("a cancel once the commit is asked for is refused: the migration completes and the VM runs there", async () => {
+    const { a, b, vm } = await twoNodes("rate=5000 ws=4");
+    cleanups.push(() => destroyAll(a, b));
+    let refused: boolean | undefined;
+    const session = 21;
+    const link = memoryLink();
+    const destination = new MigrationDestination(b, link.destination, session);
+    const spec = vm.spec;
+    const source: MigrationSource = new MigrationSource(
+      { vm: vm.worker!, name: spec.name, memoryBytes: spec.memoryBytes, vcpus: spec.vcpus, boot: spec.boot, bootargs: spec.bootargs },
+      link.source, session,
+      { commit: async () => {
+        refused = !source.cancel("too late");
+        return true;
+      } },
+    );
+    const result = await source.run();
+    expect(refused).toBe(true);
+    expect(result.ok).toBe(true);
+    const incoming = await destination.done;
+    expect(incoming.ok).toBe(true);
+    await a.destroy("vm1");
+    await runsOnlyOn(b.get("vm1")!, [a.get("vm1")]);
+  }, 30_000);
+
+  it("the source lost between the commit and Complete: the destination asks the cluster's record and runs the VM", async () => {
+    const { a, b, vm } = await twoNodes("rate=5000 ws=4");
+    cleanups.push(() => destroyAll(a, b));
+    const session = 22;
+    // Complete never arrives (type byte 3 of the frame header); the link fails right after the commit
+    const link = memoryLink({ toDestination: { drop: (_n, frame) => frame[3] === 9 } });
+    let committed = false;
+    let asked = 0;
+    const destination = new MigrationDestination(b, link.destination, session, 500, undefined, {
+      confirmCommit: async () => {
+        asked++;
+        return committed;
+      },
+    });
+    const spec = vm.spec;
+    const source = new MigrationSource(
+      { vm: vm.worker!, name: spec.name, memoryBytes: spec.memoryBytes, vcpus: spec.vcpus, boot: spec.boot, bootargs: spec.bootargs },
+      link.source, session,
+      { peerTimeoutMs: 1000, commit: async () => (committed = true) },
+    );
+    const result = await source.run();
+    // the source saw no Resumed: not ok, but past its commit point, so it must not run the VM again
+    expect(result).toMatchObject({ ok: false, committed: true });
+    const stopped = (await vm.worker!.stats()).instructions;
+    await sleep(100);
+    expect((await vm.worker!.stats()).instructions).toBe(stopped);
+    const incoming = await Promise.race([destination.done, sleep(5000).then(() => ({ ok: false as const, reason: "timeout" }))]);
+    expect(asked).toBe(1);
+    expect(incoming.ok).toBe(true);
+    await a.destroy("vm1");
+    await runsOnlyOn(b.get("vm1")!, []);
+  }, 30_000);
+
+  it("the source lost after Prepared but the commit never happened: the destination tears down", async () => {
+    const { a, b, vm } = await twoNodes("rate=5000 ws=4");
+    cleanups.push(() => destroyAll(a, b));
+    const session = 23;
+    const link = memoryLink({ toDestination: { drop: (_n, frame) => frame[3] === 9 || frame[3] === 11 } });
+    const destination = new MigrationDestination(b, link.destination, session, 500, undefined, { confirmCommit: async () => false });
+    const spec = vm.spec;
+    const source = new MigrationSource(
+      { vm: vm.worker!, name: spec.name, memoryBytes: spec.memoryBytes, vcpus: spec.vcpus, boot: spec.boot, bootargs: spec.bootargs },
+      link.source, session,
+      { commit: async () => false },
+    );
+    expect((await source.run()).ok).toBe(false);
+    const incoming = await Promise.race([destination.done, sleep(5000).then(() => ({ ok: false as const, reason: "timeout" }))]);
+    expect(incoming).toMatchObject({ ok: false, reason: "the source went silent for 500 ms" });
+    expect(b.list()).toEqual([]);
+    await runsOnlyOn(vm, []);
+  }, 30_000);
+
+  it("a paused VM moves paused (keepPaused) and stays paused there", async () => {
+    const { a, b, vm } = await twoNodes("rate=5000 ws=4");
+    cleanups.push(() => destroyAll(a, b));
+    await vm.pause();
+    const before = (await vm.worker!.stats()).instructions;
+    const { result, incoming } = await migrate(a, b, vm, { keepPaused: true });
+    expect(result.ok).toBe(true);
+    expect(incoming.ok).toBe(true);
+    const moved = b.get("vm1")!;
+    expect(moved.state).toBe("paused");
+    await sleep(100);
+    expect((await moved.worker!.stats()).instructions).toBe(before);
+    await moved.resume();
+    await runsOnlyOn(moved, []);
   }, 30_000);
 });
 

@@ -244,7 +244,9 @@ export class FleetdNode {
       const order = JSON.parse(fromUtf8.decode(data)) as MigrateOrder;
       const child = this.root.get(order.vm);
       const vm = this.state.getVm(order.vm);
-      if (child === undefined || child.worker === undefined || child.state !== "running" || vm === null || vm.owner !== this.id || this.outgoing.has(order.vm)) {
+      // a paused VM moves only by quick migration (it stays paused): a live one needs it running
+      const movable = child?.state === "running" || (child?.state === "paused" && order.kind === "quick");
+      if (child === undefined || child.worker === undefined || !movable || vm === null || vm.owner !== this.id || this.outgoing.has(order.vm)) {
         return { error: "FAILED_PRECONDITION", message: `vm ${order.vm} does not run on node ${this.id}` };
       }
       this.outgoing.add(order.vm);
@@ -258,9 +260,12 @@ export class FleetdNode {
     this.serve("cancel", async (data) => {
       const { migrationId } = JSON.parse(fromUtf8.decode(data)) as { migrationId: number };
       if (!this.sending.has(migrationId)) return { error: "FAILED_PRECONDITION", message: `migration ${migrationId} is not being sent by node ${this.id}` };
-      this.cancelled.add(migrationId);
       // before its MigrationSource exists, runSource sees `cancelled` and cancels it at creation
-      this.sources.get(migrationId)?.cancel("cancelled by the operator");
+      const source = this.sources.get(migrationId);
+      if (source !== undefined && !source.cancel("cancelled by the operator")) {
+        return { error: "FAILED_PRECONDITION", message: `migration ${migrationId} is past its commit point: it completes` };
+      }
+      this.cancelled.add(migrationId);
       return { ok: true };
     });
     this.serve("saved-state", async (data) => {
@@ -273,13 +278,16 @@ export class FleetdNode {
       }
     });
     this.serve("receive", async (data) => {
-      const { vm, session } = JSON.parse(fromUtf8.decode(data)) as { vm: string; session: number };
+      const { vm, session, epoch, migrationId } = JSON.parse(fromUtf8.decode(data)) as { vm: string; session: number; epoch: number; migrationId: number };
       if (this.root.get(vm) !== undefined) return { error: "ALREADY_EXISTS", message: `node ${this.id} already holds a partition ${vm}` };
       const transport = new NatsTransport(this.nc, session, "destination");
       await transport.ready();
       const arrival = { done: false };
       this.incoming.set(vm, arrival);
-      const destination = new MigrationDestination(this.root, transport, session);
+      // The source gone after Prepared: the cluster state says whether the switchover committed.
+      const destination = new MigrationDestination(this.root, transport, session, undefined, undefined, {
+        confirmCommit: () => this.decideTransfer(vm, epoch, migrationId, this.id),
+      });
       void destination.done.then(async (result) => {
         await transport.close();
         if (result.ok) arrival.done = true;
@@ -869,6 +877,8 @@ export class FleetdNode {
     // only on the destination, so it is down for the whole move; the copy itself is the same protocol
     // (every page goes in one round, then the state, the commit and the resume there).
     let quickPausedAt: number | null = null;
+    // an operator paused it: it moves paused and stays paused on whichever side keeps it
+    const keepPaused = child.state === "paused";
     const resumeIfQuick = async (): Promise<void> => {
       if (quickPausedAt !== null && this.root.get(order.vm) === child && child.state === "paused") await child.resume().catch(() => undefined);
     };
@@ -879,7 +889,7 @@ export class FleetdNode {
       }
       transport = new NatsTransport(this.nc, session, "source");
       await transport.ready();
-      await this.request(order.to, "receive", utf8.encode(JSON.stringify({ vm: order.vm, session })));
+      await this.request(order.to, "receive", utf8.encode(JSON.stringify({ vm: order.vm, session, epoch: order.epoch, migrationId: order.migrationId })));
       const source = new MigrationSource(
         { vm: child.worker!, name: order.vm, memoryBytes: vm.spec.memoryBytes, vcpus: vm.spec.vcpus, boot: vm.spec.bootMode, bootargs: vm.spec.bootargs },
         transport,
@@ -888,6 +898,7 @@ export class FleetdNode {
           ...(order.downtimeLimitMs > 0 ? { downtimeLimitMs: order.downtimeLimitMs } : {}),
           ...(order.maxRounds > 0 ? { maxRounds: order.maxRounds } : {}),
           whenNoConvergence: order.policy ?? MIGRATION_DEFAULTS.policy,
+          keepPaused,
           ...(order.bandwidthLimitBytesPerSecond > 0 ? { bandwidthLimitBytesPerSecond: order.bandwidthLimitBytesPerSecond } : {}),
           commit: () => this.commitTransfer(order),
           onProgress: (p) => {
@@ -964,6 +975,24 @@ export class FleetdNode {
     }
     // Undecided: never resume on either side; the VM stays paused here until an operator acts.
     throw new FleetdError(`the transfer of ${order.vm} stayed undecided`);
+  }
+
+  /**
+   * Whether the transfer of `vm` (at `epoch`, migration `migrationId`) to `to` committed. While the
+   * migration is still in flight, an abort decides it (if the abort commits, the transfer never will);
+   * bounded: undecided after `COMMIT_CHECKS_MAX` tries counts as not committed, so nothing runs here.
+   */
+  private async decideTransfer(vm: string, epoch: number, migrationId: number, to: string): Promise<boolean> {
+    for (let i = 0; i < COMMIT_CHECKS_MAX; i++) {
+      const record = this.state.getVm(vm);
+      if (record !== null && record.owner === to && record.epoch === epoch + 1) return true;
+      const flight = this.state.getMigration(vm);
+      if (flight === null || flight.migrationId !== migrationId) return false;
+      const aborted = await this.propose({ type: "abortMigration", atMs: Date.now(), vm, epoch, migrationId }).catch(() => null);
+      if (aborted !== null && aborted.ok) return false;
+      await sleep(100);
+    }
+    return false;
   }
 
   /** On the leader: asks the source node to cancel a migration in flight (it rolls back unless past its commit point). */
