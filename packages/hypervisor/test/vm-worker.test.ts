@@ -61,6 +61,27 @@ describe("vm-worker - pause and resume", () => {
   });
 });
 
+describe("vm-worker - the fence", () => {
+  it("past its fence the guest runs no instruction, until the fence moves later again", async () => {
+    const vm = await dirtier("rate=max ws=1");
+    const advancing = async (): Promise<boolean> => {
+      const a = (await vm.stats()).instructions;
+      await new Promise((r) => setTimeout(r, 60));
+      return (await vm.stats()).instructions > a;
+    };
+    expect(await advancing()).toBe(true);
+    vm.fence(Date.now() + 50);
+    await new Promise((r) => setTimeout(r, 100));
+    const stoppedAt = (await vm.stats()).instructions;
+    await new Promise((r) => setTimeout(r, 150));
+    expect((await vm.stats()).instructions).toBe(stoppedAt);
+    vm.fence(Date.now() + 60_000);
+    expect(await advancing()).toBe(true);
+    vm.fence(null);
+    expect(await advancing()).toBe(true);
+  });
+});
+
 describe("vm-worker - dirty logging across threads", () => {
   it("no page whose contents changed is missing from the union of the rounds' bitmaps", async () => {
     const vm = await dirtier("rate=max ws=8");

@@ -490,6 +490,12 @@ export class FleetdNode {
         void this.converge(vm, live).catch((e: unknown) => this.log.warn(`vm ${vm.id}: ${e instanceof Error ? e.message : String(e)}`))
           .finally(() => this.busy.delete(vm.id));
       }
+      // The fence: every local VM's vCPUs stop by themselves where this node's right to run them ends
+      // (its committed lease less the fence margin), even if this thread is stuck or cut off; each
+      // pass moves it on as the lease is renewed. An arriving VM is the migration's until it is done.
+      const me = this.state.getNode(this.id);
+      const fenceAt = me === null || me.state === "failed" ? Date.now() : me.leaseUntilMs - this.config.fenceMarginMs;
+      for (const child of this.root.list()) if (!this.incoming.has(child.spec.name)) child.worker?.fence(fenceAt);
       // Never run a VM this node does not own at the current epoch.
       for (const child of this.root.list()) {
         const name = child.spec.name;

@@ -76,6 +76,12 @@ export interface VmWorkerData {
   stateBuffer: SharedArrayBuffer;
   /** One float64: when the worker finished the last command (see Stamp above). */
   stamp: SharedArrayBuffer;
+  /**
+   * One float64, the fence: a wall-clock time (ms since the epoch, as Date.now()) from which the vCPUs
+   * do not run until the root moves it later; 0: no fence. The worker reads it before every batch, so
+   * a root that stops renewing it (frozen, cut off from its cluster) cannot leave the guest running.
+   */
+  fence: SharedArrayBuffer;
   /** An ELF to boot, or a snapshot to continue. */
   image?: Uint8Array;
   snapshot?: Uint8Array;

@@ -28,6 +28,12 @@ const control = new Int32Array(data.control);
 const dirtyOut = new Int32Array(data.dirtyOut);
 const stateBytes = new Uint8Array(data.stateBuffer);
 const stamp = new Float64Array(data.stamp);
+const fence = new Float64Array(data.fence);
+/** Past the root's fence: the vCPUs must not run now (the node may have lost its right to run them). */
+function fenced(): boolean {
+  const until = fence[0]!;
+  return until > 0 && Date.now() >= until;
+}
 /** Milliseconds since the epoch, comparable with the root thread's (see the Stamp in vm-protocol.ts). */
 const epochNow = (): number => performance.timeOrigin + performance.now();
 const post = (m: WorkerMessage, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
@@ -310,7 +316,7 @@ async function main(): Promise<void> {
   for (;;) {
     serveCommand();
     if (partition.halted !== undefined) break;
-    if (paused) {
+    if (paused || fenced()) {
       await waitForCommand(10);
       continue;
     }
@@ -319,7 +325,7 @@ async function main(): Promise<void> {
     for (;;) {
       serveCommand();
       if (pauseAtTicks !== undefined && partition.mtime() >= pauseAtTicks) pauseItself();
-      if (paused || result.idle || partition.halted !== undefined || performance.now() >= sliceEnd) break;
+      if (paused || result.idle || partition.halted !== undefined || performance.now() >= sliceEnd || fenced()) break;
       result = partition.step(batch);
     }
     if (partition.halted !== undefined) break;

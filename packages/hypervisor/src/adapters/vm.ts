@@ -78,6 +78,7 @@ export class VmWorker {
   private readonly dirtyOut: Int32Array;
   private readonly stateBytes: Uint8Array;
   private readonly stamp: Float64Array;
+  private readonly fenceAt: Float64Array;
   private readonly pending = new Map<number, { resolve: (m: WorkerMessage) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private sequence = 0;
@@ -96,6 +97,7 @@ export class VmWorker {
     this.dirtyOut = new Int32Array(dirtyShared);
     this.stateBytes = new Uint8Array(new SharedArrayBuffer(STATE_BUFFER_BYTES));
     this.stamp = new Float64Array(new SharedArrayBuffer(8));
+    this.fenceAt = new Float64Array(new SharedArrayBuffer(8));
     const data: VmWorkerData = {
       memoryBytes,
       vcpus: options.vcpus ?? 1,
@@ -107,6 +109,7 @@ export class VmWorker {
       dirtyOut: dirtyShared,
       stateBuffer: this.stateBytes.buffer as SharedArrayBuffer,
       stamp: this.stamp.buffer as SharedArrayBuffer,
+      fence: this.fenceAt.buffer as SharedArrayBuffer,
       image: options.image,
       snapshot: options.snapshot,
       memoryInPlace: options.ept !== undefined && options.snapshot !== undefined,
@@ -273,6 +276,16 @@ export class VmWorker {
     const m = await this.request({ type: "stats", id: this.nextId++ });
     if (m.type !== "stats") throw new VmError("unexpected reply to stats");
     return m.stats;
+  }
+
+  /**
+   * Fences the vCPUs at `untilMs` (wall clock, ms since the epoch): from then on they do not run until
+   * the fence moves later again; `null` lifts it. A node sets it to the end of its lease (less a margin)
+   * and moves it on each renewal, so a VM stops by itself when its node loses the right to run it, even
+   * if the node's main thread is stuck. The worker checks it before every batch of instructions.
+   */
+  fence(untilMs: number | null): void {
+    this.fenceAt[0] = untilMs ?? 0;
   }
 
   input(bytes: Uint8Array): void {
