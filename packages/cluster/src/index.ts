@@ -30,3 +30,5 @@ export type {
   ActualReport, BootMode, Capacity, ClusterData, ClusterOptions, MigrationKind, MigrationRecord, NodeRecord, NodeState, NodeUsage, PlacementPolicy,
   RejectionCode, RestartPolicy, VmActualState, VmDesiredState, VmPriority, VmRecord, VmSpec,
 } from "./types.js";
+export { planRebalance } from "./rebalance.js";
+export type { RebalanceMove, RebalanceOptions } from "./rebalance.js";

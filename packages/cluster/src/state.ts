@@ -601,6 +601,14 @@ export class ClusterState {
     return decision.ok ? { ok: true, node: decision.node } : { ok: false, reason: decision.reason };
   }
 
+  /** Whether `vm` could go on node `nodeId` at `atMs` (room, node state and lease, affinity groups). */
+  fitsOn(vmId: string, nodeId: string, atMs: number): boolean {
+    const vm = this.vms.get(vmId);
+    if (vm === undefined || vm.owner === nodeId) return false;
+    const target = this.placementNodes(vm).find((n) => n.id === nodeId);
+    return this.checkTarget("beginMigration", vm.id, vm.spec, target, nodeId, atMs) === null;
+  }
+
   /** The migration in flight of `vm`, if any. */
   getMigration(vm: string): MigrationRecord | null {
     return this.migrations.get(vm) ?? null;

@@ -57,12 +57,17 @@ export interface FleetdConfig {
   readonly failoverMarginMs: number;
   /** Self-fencing: a node stops its VMs this long before its lease ends when it could not renew it. */
   readonly fenceMarginMs: number;
+  /** Rebalancing: how often the leader looks for a live migration that evens out the nodes' load (0: never). */
+  readonly rebalanceIntervalMs: number;
+  /** Rebalancing acts when the most and least loaded nodes differ by more than this many percent. */
+  readonly rebalanceThresholdPercent: number;
 }
 
 export const CONFIG_FLAGS = [
   "id", "cluster-id", "cluster-token", "data-dir", "listen-api", "listen-raft", "listen-http", "peers", "initial-voters", "nats-url",
   "memory-mib", "vcpus", "image-dir", "tick-ms", "election-ticks", "heartbeat-ticks", "lease-ms",
   "shutdown-timeout-ms", "nats-token", "failover-margin-ms", "fence-margin-ms",
+  "rebalance-interval-ms", "rebalance-threshold-percent",
 ] as const;
 export type ConfigFlag = (typeof CONFIG_FLAGS)[number];
 
@@ -213,6 +218,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Fl
     shutdownTimeoutMs: integer("shutdown-timeout-ms", 60_000, 0, 3_600_000),
     natsToken: get("nats-token")?.trim() || clusterToken,
     failoverMarginMs: integer("failover-margin-ms", 1000, 0, 60_000),
+    rebalanceIntervalMs: integer("rebalance-interval-ms", 0, 0, 86_400_000),
+    rebalanceThresholdPercent: integer("rebalance-threshold-percent", 20, 1, 100),
     fenceMarginMs: (() => {
       const fence = integer("fence-margin-ms", 2000, 0, 60_000);
       const lease = integer("lease-ms", 10_000, 1000, 60_000);

@@ -23,7 +23,7 @@ import type {
 } from "@hyperfleet/api";
 import { ApiClient, ApiError, forwardingBackend, rejectionToApiError, startApiServer, type ForwardTarget } from "@hyperfleet/api";
 import type { ClusterCommand, ClusterResult, ClusterSuccess, VmActualState, VmRecord } from "@hyperfleet/cluster";
-import { ClusterState, decodeCommand, encodeCommand } from "@hyperfleet/cluster";
+import { ClusterState, decodeCommand, encodeCommand, planRebalance } from "@hyperfleet/cluster";
 import { RootPartition } from "@hyperfleet/hypervisor";
 import { MigrationDestination, MigrationSource, NatsTransport, type MigrationProgress } from "@hyperfleet/migration";
 import {
@@ -142,6 +142,9 @@ export class FleetdNode {
   private readonly drainAttempts = new Map<string, { count: number; nextAtMs: number; reason: string }>();
   private drainBusy = false;
   private failoverBusy = false;
+  private lastRebalanceMs = 0;
+  /** VMs rebalancing moved, and when (left alone for a while). */
+  private readonly rebalanced = new Map<string, number>();
   /** When this node last became the leader (null while it is not). */
   private leaderSinceMs: number | null = null;
   /** Pending VMs (no owner): when the leader last tried to place them. */
@@ -513,6 +516,7 @@ export class FleetdNode {
       if (leading) {
         void this.driveDrains().catch((e: unknown) => this.log.warn(`drain: ${e instanceof Error ? e.message : String(e)}`));
         void this.driveFailovers().catch((e: unknown) => this.log.warn(`failover: ${e instanceof Error ? e.message : String(e)}`));
+        this.driveRebalance();
       }
       // Now and then: saved states of VMs that no longer exist go away.
       if (++this.reconcileCount % 50 === 0) void this.forgetDeletedSavedStates();
@@ -643,6 +647,35 @@ export class FleetdNode {
     } finally {
       this.failoverBusy = false;
     }
+  }
+
+  // ---- rebalancing ----
+
+  /**
+   * Leader only, every `rebalanceIntervalMs`: when the most and least loaded active nodes differ by
+   * more than the threshold, live-migrates the one VM that best evens them out (`planRebalance`: a
+   * move never flips the imbalance, so no pass undoes another). Quiet while any migration is in flight
+   * or a node drains; a VM moved by it is left alone for five intervals.
+   */
+  private driveRebalance(): void {
+    const interval = this.config.rebalanceIntervalMs;
+    const now = Date.now();
+    if (interval === 0 || now - this.lastRebalanceMs < interval) return;
+    this.lastRebalanceMs = now;
+    if (this.state.listMigrations().length > 0 || this.state.listNodes().some((n) => n.state === "draining")) return;
+    for (const [vm, at] of this.rebalanced) if (now - at >= 5 * interval) this.rebalanced.delete(vm);
+    const plan = planRebalance(
+      this.state.listNodes(), this.state.listVms(), now, { threshold: this.config.rebalanceThresholdPercent / 100 },
+      (vm) => vm.desiredState === "running" && vm.savedState === null && vm.actual?.epoch === vm.epoch && vm.actual.state === "running" && !this.rebalanced.has(vm.id),
+      (vm, node) => this.state.fitsOn(vm.id, node, now),
+    );
+    if (plan === null) return;
+    this.rebalanced.set(plan.vm, now);
+    this.log.info(`rebalance: vm ${plan.vm} from ${plan.from} to ${plan.to} (load gap ${plan.gapBefore.toFixed(2)} -> ${plan.gapAfter.toFixed(2)})`);
+    void this.startMigration({
+      vm: plan.vm, targetNode: plan.to, kind: "MIGRATION_KIND_LIVE", downtimeLimitMs: 0, bandwidthLimitBytesPerSecond: 0, maxRounds: 0,
+      policy: "NO_CONVERGENCE_POLICY_UNSPECIFIED",
+    }).catch((e: unknown) => this.log.warn(`rebalance: vm ${plan.vm}: ${e instanceof Error ? e.message : String(e)}`));
   }
 
   private drainFailed(vm: string, now: number, reason: string): void {
