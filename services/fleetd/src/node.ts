@@ -40,6 +40,8 @@ const NATS_REQUEST_TIMEOUT_MS = 5_000;
 const FINISHED_MIGRATIONS_KEPT = 100;
 const COMMIT_CHECKS_MAX = 50;
 const FAILED_STARTS_KEPT = 10_000;
+/** Starts of one VM at one epoch before it is left crashed. */
+const START_ATTEMPTS_MAX = 3;
 const ABORT_ATTEMPTS_MAX = 5;
 /** A transfer that reached no leader is proposed again this many times (it surely did not commit). */
 const TRANSFER_ATTEMPTS_MAX = 20;
@@ -124,8 +126,11 @@ export class FleetdNode {
   private readonly incoming = new Map<string, { done: boolean }>();
   /** The epoch at which each local partition came to run here (started, or arrived by migration). */
   private readonly runEpochs = new Map<string, number>();
-  /** "vm/epoch" of VMs whose start failed at that epoch (not retried until the epoch changes). */
-  private readonly failedStarts = new Set<string>();
+  /**
+   * "vm/epoch" of VMs whose start failed at that epoch: tried again after 1, 2 s, then left crashed
+   * until the epoch or the desired state changes (`START_ATTEMPTS_MAX` in all).
+   */
+  private readonly failedStarts = new Map<string, { count: number; nextAtMs: number }>();
   /** VMs being started or stopped by the reconcile loop now. */
   private readonly busy = new Set<string>();
   /** The last report proposed per VM: "epoch/state". */
@@ -716,11 +721,14 @@ export class FleetdNode {
     if (wantRunning) {
       if (child === undefined) {
         const attempt = `${vm.id}/${vm.epoch}`;
-        if (this.failedStarts.has(attempt)) return;
+        const failed = this.failedStarts.get(attempt);
+        if (failed !== undefined && (failed.count >= START_ATTEMPTS_MAX || Date.now() < failed.nextAtMs)) return;
         await this.report(vm, "starting");
         // What to start from: the saved state the cluster names, else the one this node wrote of the
-        // VM when it last shut down (at this same epoch), else the image.
-        const from = vm.savedState ?? ((await this.shutdownSaveEpoch(vm.id)) === vm.epoch ? SHUTDOWN_SAVED_STATE : null);
+        // VM when it last shut down (at this same epoch; after it failed once, the image instead),
+        // else the image.
+        const shutdownSave = failed === undefined && (await this.shutdownSaveEpoch(vm.id)) === vm.epoch;
+        const from = vm.savedState ?? (shutdownSave ? SHUTDOWN_SAVED_STATE : null);
         try {
           const spec = { name: vm.id, memoryBytes: vm.spec.memoryBytes, vcpus: vm.spec.vcpus, boot: vm.spec.bootMode, bootargs: vm.spec.bootargs };
           if (from !== null) {
@@ -735,11 +743,14 @@ export class FleetdNode {
           this.runEpochs.set(vm.id, vm.epoch);
         } catch (e) {
           if (this.root.get(vm.id) !== undefined) await this.destroyLocal(vm.id);
-          this.failedStarts.add(attempt);
-          this.log.warn(`vm ${vm.id} did not start${from === null ? "" : ` from saved state ${from}`}: ${e instanceof Error ? e.message : String(e)}`);
+          const count = (failed?.count ?? 0) + 1;
+          this.failedStarts.set(attempt, { count, nextAtMs: Date.now() + 1000 * 2 ** (count - 1) });
+          this.log.warn(`vm ${vm.id} did not start${from === null ? "" : ` from saved state ${from}`} (attempt ${count} of ${START_ATTEMPTS_MAX}): ` +
+            `${e instanceof Error ? e.message : String(e)}`);
           await this.report(vm, "crashed");
           return;
         }
+        this.failedStarts.delete(attempt);
         if (from === SHUTDOWN_SAVED_STATE && vm.savedState === null) await this.saved.remove(vm.id, SHUTDOWN_SAVED_STATE).catch(() => undefined);
         this.log.info(`vm ${vm.id} ${from === null ? "started" : `restored from saved state ${from}`} (epoch ${vm.epoch})`);
       } else if (child.state === "paused") {

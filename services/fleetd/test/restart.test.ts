@@ -3,7 +3,7 @@
  * directory: every node saves its VMs when it stops and restores them when it starts, so a guest goes
  * on where it was instead of booting again.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ApiClient } from "@hyperfleet/api";
@@ -52,14 +52,18 @@ describe("restart", () => {
     clusters.push(cluster);
     api = new ApiClient(cluster.apiAddresses[0]!, { token: cluster.token, timeoutMs: 5000 });
     clients.push(api);
-    const again = await until("keeps running again", 30_000, async () => {
+    const again = await until("keeps running again", 60_000, async () => {
       const v = await api.getVm({ name: "keeps" });
       return v.state === "VM_STATE_RUNNING" ? v : undefined;
+    }).catch((e: unknown) => {
+      // say why: the nodes' logs (both runs)
+      const logs = readdirSync(dir).filter((f) => f.endsWith(".log")).map((f) => `${f}:\n${readFileSync(join(dir, f), "utf8").split("\n").slice(-25).join("\n")}`);
+      throw new Error(`${(e as Error).message}\n${logs.join("\n")}`);
     });
     expect({ owner: again.owner, epoch: again.epoch }).toEqual({ owner: vm.owner, epoch: vm.epoch });
     const node = cluster.nodes.find((n) => n.id === again.owner)!;
     const after = await until("keeps counted on its owner", 10_000, () => instructions(node, "keeps"));
     expect(after).toBeGreaterThanOrEqual(before);
     expect(readFileSync(join(dir, `${again.owner}.log`), "utf8")).toContain("vm keeps restored from saved state host-shutdown");
-  }, 120_000);
+  }, 150_000);
 });
