@@ -103,6 +103,9 @@ export async function stopProcess(child: ChildProcess, graceMs = 5000, signal: N
   }
 }
 
+/** Tries of `LocalCluster.start` when a node exits as it starts (a port taken meanwhile). */
+const START_ATTEMPTS = 3;
+
 export class LocalCluster {
   private constructor(
     readonly nats: LocalNatsServer,
@@ -122,6 +125,18 @@ export class LocalCluster {
 
   /** Starts everything and resolves once every node answers /healthz with 200; on failure stops what it started. */
   static async start(options: LocalClusterOptions): Promise<LocalCluster> {
+    // Ports are picked free and then bound by the node, so another process may take one in between
+    // (EADDRINUSE): a node that exits while the cluster starts is tried again on fresh ports, twice.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await LocalCluster.startOnce(options);
+      } catch (e) {
+        if (attempt >= START_ATTEMPTS || !(e instanceof LocalClusterError) || !/ exited /.test(e.message)) throw e;
+      }
+    }
+  }
+
+  private static async startOnce(options: LocalClusterOptions): Promise<LocalCluster> {
     if (!Number.isInteger(options.nodes) || options.nodes < 1 || options.nodes > NODES_MAX) {
       throw new LocalClusterError(`--nodes must be an integer from 1 to ${NODES_MAX}`);
     }

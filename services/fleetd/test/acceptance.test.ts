@@ -6,7 +6,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ApiClient, type MigrationUpdate, type Vm } from "@hyperfleet/api";
-import { sleep, until } from "./helpers.js";
+import { instructionsByVm, sleep, until } from "./helpers.js";
 import { hyperfleet as runCli } from "../../cli/test/helpers.js";
 import { afterAll, describe, expect, it } from "vitest";
 import { LocalCluster, type LocalNode } from "../src/local-cluster.js";
@@ -49,18 +49,6 @@ async function startCluster(memoryMib: number): Promise<LocalCluster> {
       console.warn(`fleetd acceptance: the cluster did not start (retrying once): ${why}`);
     }
   }
-}
-
-/** Each local VM's instructions retired, from the node's /metrics. */
-async function instructionsByVm(node: LocalNode): Promise<Map<string, number>> {
-  const res = await fetch(`http://${node.httpAddress}/metrics`, { signal: AbortSignal.timeout(3000) });
-  const out = new Map<string, number>();
-  for (const line of (await res.text()).split("\n")) {
-    if (!line.startsWith("hyperfleet_vm_instructions_total{")) continue;
-    const vm = /vm="([^"]*)"/.exec(line)?.[1];
-    if (vm !== undefined) out.set(vm, Number(line.slice(line.lastIndexOf(" ") + 1)));
-  }
-  return out;
 }
 
 /** The VMs whose instructions advance on `node` between two reads `gapMs` apart. */

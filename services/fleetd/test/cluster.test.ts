@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ApiClient, ApiError, type MigrationUpdate } from "@hyperfleet/api";
 import { connect } from "@nats-io/transport-node";
-import { sleep, until } from "./helpers.js";
+import { instructionsOf, sleep, until } from "./helpers.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLUSTER_FILE, httpStatus, LocalCluster, type ClusterFile, type LocalNode } from "../src/local-cluster.js";
 
@@ -17,15 +17,9 @@ function client(address: string, token?: string): ApiClient {
   return c;
 }
 
-async function metrics(node: LocalNode): Promise<string> {
-  const res = await fetch(`http://${node.httpAddress}/metrics`);
-  return res.text();
-}
-
 /** Instructions retired by `vm` on `node`, or null when the node does not run it. */
 async function instructions(node: LocalNode, vm: string): Promise<number | null> {
-  const line = (await metrics(node)).split("\n").find((l) => l.startsWith("hyperfleet_vm_instructions_total") && l.includes(`vm="${vm}"`));
-  return line === undefined ? null : Number(line.slice(line.lastIndexOf(" ") + 1));
+  return (await instructionsOf(node, vm)) ?? null;
 }
 
 function nodeById(id: string): LocalNode {

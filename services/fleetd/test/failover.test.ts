@@ -3,52 +3,21 @@
  * lease has ended (plus the skew margin) and restarts its VMs on the survivors by placement, high
  * priority first; a "do-not-restart" VM is placed but left stopped; nothing runs twice.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { ApiClient, type Vm } from "@hyperfleet/api";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LocalCluster, type LocalNode } from "../src/local-cluster.js";
-import { sleep, until } from "./helpers.js";
+import type { Vm } from "@hyperfleet/api";
+import { describe, expect, it } from "vitest";
+import { instructionsByVm, sleep, until, useCluster } from "./helpers.js";
 
 const MIB = 2 ** 20;
 const LEASE_MS = 2000;
-const dir = mkdtempSync(join(tmpdir(), "fleetd-failover-"));
-let cluster: LocalCluster | undefined;
-const clients: ApiClient[] = [];
-
-function client(node: LocalNode): ApiClient {
-  const c = new ApiClient(node.apiAddress, { token: cluster!.token, timeoutMs: 5000 });
-  clients.push(c);
-  return c;
-}
-
-async function instructionsByVm(node: LocalNode): Promise<Map<string, number>> {
-  const res = await fetch(`http://${node.httpAddress}/metrics`, { signal: AbortSignal.timeout(3000) });
-  const out = new Map<string, number>();
-  for (const line of (await res.text()).split("\n")) {
-    const vm = /^hyperfleet_vm_instructions_total\{[^}]*vm="([^"]*)"/.exec(line)?.[1];
-    if (vm !== undefined) out.set(vm, Number(line.slice(line.lastIndexOf(" ") + 1)));
-  }
-  return out;
-}
-
-beforeAll(async () => {
-  cluster = await LocalCluster.start({
-    nodes: 3, dir, memoryMib: 128,
-    env: { HYPERFLEET_LEASE_MS: String(LEASE_MS), HYPERFLEET_FENCE_MARGIN_MS: "500", HYPERFLEET_FAILOVER_MARGIN_MS: "300" },
-  });
-}, 60_000);
-
-afterAll(async () => {
-  for (const c of clients) c.close();
-  await cluster?.stop(3000);
-  rmSync(dir, { recursive: true, force: true });
-}, 30_000);
+const local = useCluster("failover", {
+  nodes: 3, memoryMib: 128,
+  env: { HYPERFLEET_LEASE_MS: String(LEASE_MS), HYPERFLEET_FENCE_MARGIN_MS: "500", HYPERFLEET_FAILOVER_MARGIN_MS: "300" },
+});
 
 describe("failover", () => {
   it("failover - kill -9 of a node: its VMs run again on the survivors, high priority first, do-not-restart left stopped", async () => {
-    const api = client(cluster!.nodes[0]!);
+    const cluster = local.cluster;
+    const api = local.client(cluster.nodes[0]!.apiAddress);
     const specs = [
       { name: "hi", priority: "VM_PRIORITY_HIGH" as const, restartPolicy: "RESTART_POLICY_RESTART" as const },
       { name: "mid", priority: "VM_PRIORITY_NORMAL" as const, restartPolicy: "RESTART_POLICY_RESTART" as const },
@@ -66,9 +35,9 @@ describe("failover", () => {
     const owners = new Map<string, Vm[]>();
     for (const v of before) owners.set(v.owner, [...(owners.get(v.owner) ?? []), v]);
     const [victimId, victims] = [...owners].sort((a, b) => b[1].length - a[1].length)[0]!;
-    const victim = cluster!.nodes.find((n) => n.id === victimId)!;
-    const survivors = cluster!.nodes.filter((n) => n !== victim);
-    const survivorApi = client(survivors[0]!);
+    const victim = cluster.nodes.find((n) => n.id === victimId)!;
+    const survivors = cluster.nodes.filter((n) => n !== victim);
+    const survivorApi = local.client(survivors[0]!.apiAddress);
 
     const killedAt = Date.now();
     const exited = new Promise((r) => victim.process.once("exit", r));

@@ -1,4 +1,10 @@
-/** Waiting helpers shared by the real-process fleetd tests. */
+/** Helpers shared by the real-process fleetd tests: waiting, a cluster per file, VM progress from /metrics. */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ApiClient } from "@hyperfleet/api";
+import { afterAll, beforeAll } from "vitest";
+import { LocalCluster, type LocalClusterOptions } from "../src/local-cluster.js";
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -18,4 +24,54 @@ export async function until<T>(what: string, timeoutMs: number, probe: () => Pro
     await sleep(100);
   }
   throw new Error(`${what}: not within ${timeoutMs} ms${last instanceof Error ? ` (last error: ${last.message})` : ""}`);
+}
+
+/** Each local VM's instructions retired, from the node's /metrics. */
+export async function instructionsByVm(node: { readonly httpAddress: string }): Promise<Map<string, number>> {
+  const res = await fetch(`http://${node.httpAddress}/metrics`, { signal: AbortSignal.timeout(3000) });
+  const out = new Map<string, number>();
+  for (const line of (await res.text()).split("\n")) {
+    const vm = /^hyperfleet_vm_instructions_total\{[^}]*vm="([^"]*)"/.exec(line)?.[1];
+    if (vm !== undefined) out.set(vm, Number(line.slice(line.lastIndexOf(" ") + 1)));
+  }
+  return out;
+}
+
+/** One VM's instructions retired on `node`; undefined when the node does not run it. */
+export async function instructionsOf(node: { readonly httpAddress: string }, vm: string): Promise<number | undefined> {
+  return (await instructionsByVm(node)).get(vm);
+}
+
+/**
+ * One local cluster for a test file: started in beforeAll on a fresh directory, stopped in afterAll
+ * with every client made through `client()`, and the directory removed.
+ */
+export function useCluster(prefix: string, options: Omit<LocalClusterOptions, "dir">): {
+  readonly cluster: LocalCluster;
+  readonly dir: string;
+  client(address: string, token?: string | null): ApiClient;
+} {
+  const dir = mkdtempSync(join(tmpdir(), `fleetd-${prefix}-`));
+  let cluster: LocalCluster | undefined;
+  const clients: ApiClient[] = [];
+  beforeAll(async () => {
+    cluster = await LocalCluster.start({ ...options, dir });
+  }, 60_000);
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await cluster?.stop(3000);
+    rmSync(dir, { recursive: true, force: true });
+  }, 30_000);
+  return {
+    get cluster(): LocalCluster {
+      if (cluster === undefined) throw new Error("the cluster has not started");
+      return cluster;
+    },
+    dir,
+    client(address: string, token: string | null = cluster!.token): ApiClient {
+      const c = new ApiClient(address, token === null ? { timeoutMs: 5000 } : { token, timeoutMs: 5000 });
+      clients.push(c);
+      return c;
+    },
+  };
 }

@@ -2,36 +2,19 @@
  * Rebalancing on real processes: VMs packed on one node (best-fit placement) are spread by live
  * migration, one at a time, until the nodes' loads are within the threshold; no VM moves twice.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { ApiClient, type Vm } from "@hyperfleet/api";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LocalCluster } from "../src/local-cluster.js";
-import { sleep, until } from "./helpers.js";
+import type { Vm } from "@hyperfleet/api";
+import { describe, expect, it } from "vitest";
+import { sleep, until, useCluster } from "./helpers.js";
 
 const MIB = 2 ** 20;
-const dir = mkdtempSync(join(tmpdir(), "fleetd-rebalance-"));
-let cluster: LocalCluster | undefined;
-const clients: ApiClient[] = [];
-
-beforeAll(async () => {
-  cluster = await LocalCluster.start({
-    nodes: 3, dir, memoryMib: 128,
-    env: { HYPERFLEET_REBALANCE_INTERVAL_MS: "300", HYPERFLEET_REBALANCE_THRESHOLD_PERCENT: "20" },
-  });
-}, 60_000);
-
-afterAll(async () => {
-  for (const c of clients) c.close();
-  await cluster?.stop(3000);
-  rmSync(dir, { recursive: true, force: true });
-}, 30_000);
+const local = useCluster("rebalance", {
+  nodes: 3, memoryMib: 128,
+  env: { HYPERFLEET_REBALANCE_INTERVAL_MS: "300", HYPERFLEET_REBALANCE_THRESHOLD_PERCENT: "20" },
+});
 
 describe("rebalance", () => {
   it("rebalance - VMs packed on one node are spread by live migration until the loads are even, none moving twice", async () => {
-    const api = new ApiClient(cluster!.apiAddresses[0]!, { token: cluster!.token, timeoutMs: 5000 });
-    clients.push(api);
+    const api = local.client(local.cluster.apiAddresses[0]!);
     for (let i = 0; i < 4; i++) await api.createVm({ name: `r${i}`, memoryBytes: 24 * MIB, vcpus: 1, image: "dirtier", bootargs: "rate=50 ws=1", start: true });
     const load = async (): Promise<{ gap: number; vms: Vm[] }> => {
       const nodes = (await api.listNodes()).nodes;

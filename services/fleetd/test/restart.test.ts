@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ApiClient } from "@hyperfleet/api";
 import { afterAll, describe, expect, it } from "vitest";
-import { LocalCluster, type LocalNode } from "../src/local-cluster.js";
-import { until } from "./helpers.js";
+import { LocalCluster } from "../src/local-cluster.js";
+import { instructionsOf as instructions, until } from "./helpers.js";
 
 const MIB = 2 ** 20;
 const dir = mkdtempSync(join(tmpdir(), "fleetd-restart-"));
@@ -21,12 +21,6 @@ afterAll(async () => {
   for (const c of clusters) await c.stop(3000);
   rmSync(dir, { recursive: true, force: true });
 }, 30_000);
-
-async function instructions(node: LocalNode, vm: string): Promise<number | undefined> {
-  const text = await (await fetch(`http://${node.httpAddress}/metrics`, { signal: AbortSignal.timeout(3000) })).text();
-  const line = text.split("\n").find((l) => l.startsWith("hyperfleet_vm_instructions_total{") && l.includes(`vm="${vm}"`));
-  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
-}
 
 describe("restart", () => {
   it("restart - a stopped cluster saves its VMs and restores them when it starts again on the same directory", async () => {
