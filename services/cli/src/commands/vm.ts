@@ -117,9 +117,13 @@ export function vmDetails(vm: Vm, nowMs: number): string {
   return formatKeyValue(pairs);
 }
 
-/** One line after a change: "started web: running on n1". */
+/**
+ * One line after a change: "started web: running on n1". A VM asked to run that its owner has not
+ * started yet reads "starting" (not the state it is leaving, such as saved).
+ */
 function changed(verb: string, vm: Vm): string {
-  return `${verb} ${vm.name}: ${stateText(vm)}${vm.owner === "" ? "" : ` on ${vm.owner}`}`;
+  const leaving = vm.desiredState === "VM_DESIRED_STATE_RUNNING" && (vm.state === "VM_STATE_SAVED" || vm.state === "VM_STATE_STOPPED");
+  return `${verb} ${vm.name}: ${leaving ? "starting" : stateText(vm)}${vm.owner === "" ? "" : ` on ${vm.owner}`}`;
 }
 
 function report(options: CommonOptions, verb: string, vm: Vm): void {
