@@ -294,7 +294,8 @@ export class FleetdNode {
       this.incoming.set(vm, arrival);
       // The source gone after Prepared: the cluster state says whether the switchover committed.
       const destination = new MigrationDestination(this.root, transport, session, undefined, undefined, {
-        confirmCommit: () => this.decideTransfer(vm, epoch, migrationId, this.id),
+        // undecided counts as not committed here: the VM then runs on neither side, never on both
+        confirmCommit: async () => (await this.decideTransfer(vm, epoch, migrationId, this.id)) === true,
       });
       void destination.done.then(async (result) => {
         await transport.close();
@@ -591,7 +592,7 @@ export class FleetdNode {
             try {
               const begun = await this.write({ type: "beginMigration", atMs: now, vm: vm.id, from: node.id, to: target.node, kind: "quick" });
               if (begun.type !== "beginMigration") continue;
-              await this.write({ type: "transfer", atMs: now, vm: vm.id, from: node.id, to: target.node, epoch: begun.epoch, migrationId: begun.migrationId });
+              await this.transferIdle(vm.id, node.id, target.node, begun);
               this.drainAttempts.delete(vm.id);
               this.log.info(`drain of ${node.id}: vm ${vm.id} (not running) now belongs to ${target.node}`);
             } catch (e) {
@@ -839,13 +840,9 @@ export class FleetdNode {
     if (off) {
       // A VM that is off has nothing to copy: its ownership moves at once.
       const started = Date.now();
-      const moved = await this.write({ type: "transfer", atMs: Date.now(), vm: r.vm, from: vm.owner, to, epoch: begun.epoch, migrationId: begun.migrationId })
-        .then(() => true, async (e: unknown) => {
-          await this.propose({ type: "abortMigration", atMs: Date.now(), vm: r.vm, epoch: begun.epoch, migrationId: begun.migrationId }).catch(() => undefined);
-          throw e;
-        });
+      await this.transferIdle(r.vm, vm.owner, to, begun);
       const result: ApiMigrationResult = {
-        ok: moved, totalMs: Date.now() - started, downtimeMs: 0, bytesSent: 0, rounds: 0, throttlePercentMax: 0, failureReason: "", cancelled: false,
+        ok: true, totalMs: Date.now() - started, downtimeMs: 0, bytesSent: 0, rounds: 0, throttlePercentMax: 0, failureReason: "", cancelled: false,
       };
       const m = this.describe(order, vm.owner, result, { ...emptyProgress(), phase: "MIGRATION_PHASE_DONE" });
       this.publish(m, { migrationId: m.id, update: "result", result });
@@ -858,6 +855,20 @@ export class FleetdNode {
       throw e;
     }
     return { migrationId: String(begun.migrationId), targetNode: to };
+  }
+
+  /**
+   * The transfer of migration `begun` of a VM that runs nowhere (nothing to copy): its ownership moves
+   * at once. If the transfer fails, the migration is aborted (its reservation released) and the error
+   * goes on to the caller.
+   */
+  private async transferIdle(vm: string, from: string, to: string, begun: { epoch: number; migrationId: number }): Promise<void> {
+    try {
+      await this.write({ type: "transfer", atMs: Date.now(), vm, from, to, epoch: begun.epoch, migrationId: begun.migrationId });
+    } catch (e) {
+      await this.propose({ type: "abortMigration", atMs: Date.now(), vm, epoch: begun.epoch, migrationId: begun.migrationId }).catch(() => undefined);
+      throw e;
+    }
   }
 
   private describe(order: MigrateOrder, from: string, result: ApiMigrationResult | null, progress: ApiMigrationProgress): Migration {
@@ -1012,27 +1023,18 @@ export class FleetdNode {
         break;
       }
     }
-    for (let i = 0; i < COMMIT_CHECKS_MAX; i++) {
-      const vm = this.state.getVm(order.vm);
-      const flight = this.state.getMigration(order.vm);
-      if (vm !== null && vm.owner === order.to && vm.epoch === order.epoch + 1) return true;
-      if (flight === null || flight.migrationId !== order.migrationId) return false;
-      // still in flight: try to decide it by an abort; if that commits, the transfer never will
-      const aborted = await this.propose({ type: "abortMigration", atMs: Date.now(), vm: order.vm, epoch: order.epoch, migrationId: order.migrationId })
-        .catch(() => null);
-      if (aborted !== null && aborted.ok) return false;
-      await sleep(100);
-    }
+    const decided = await this.decideTransfer(order.vm, order.epoch, order.migrationId, order.to);
     // Undecided: never resume on either side; the VM stays paused here until an operator acts.
-    throw new FleetdError(`the transfer of ${order.vm} stayed undecided`);
+    if (decided === null) throw new FleetdError(`the transfer of ${order.vm} stayed undecided`);
+    return decided;
   }
 
   /**
    * Whether the transfer of `vm` (at `epoch`, migration `migrationId`) to `to` committed. While the
-   * migration is still in flight, an abort decides it (if the abort commits, the transfer never will);
-   * bounded: undecided after `COMMIT_CHECKS_MAX` tries counts as not committed, so nothing runs here.
+   * migration is still in flight, an abort decides it (if the abort commits, the transfer never will).
+   * Null when it stays undecided after `COMMIT_CHECKS_MAX` tries.
    */
-  private async decideTransfer(vm: string, epoch: number, migrationId: number, to: string): Promise<boolean> {
+  private async decideTransfer(vm: string, epoch: number, migrationId: number, to: string): Promise<boolean | null> {
     for (let i = 0; i < COMMIT_CHECKS_MAX; i++) {
       const record = this.state.getVm(vm);
       if (record !== null && record.owner === to && record.epoch === epoch + 1) return true;
@@ -1042,7 +1044,7 @@ export class FleetdNode {
       if (aborted !== null && aborted.ok) return false;
       await sleep(100);
     }
-    return false;
+    return null;
   }
 
   /** On the leader: asks the source node to cancel a migration in flight (it rolls back unless past its commit point). */

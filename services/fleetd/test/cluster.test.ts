@@ -1,20 +1,17 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ApiClient, ApiError, type MigrationUpdate } from "@hyperfleet/api";
+import { ApiError, type MigrationUpdate } from "@hyperfleet/api";
 import { connect } from "@nats-io/transport-node";
-import { instructionsOf, sleep, until } from "./helpers.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CLUSTER_FILE, httpStatus, LocalCluster, type ClusterFile, type LocalNode } from "../src/local-cluster.js";
+import { instructionsOf, sleep, until, useCluster } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { CLUSTER_FILE, httpStatus, type ClusterFile, type LocalNode } from "../src/local-cluster.js";
 
-const dir = mkdtempSync(join(tmpdir(), "fleetd-cluster-"));
-let cluster: LocalCluster | undefined;
-const clients: ApiClient[] = [];
+const local = useCluster("cluster", { nodes: 3, memoryMib: 128 });
+const dir = local.dir;
 
-function client(address: string, token?: string): ApiClient {
-  const c = new ApiClient(address, token === undefined ? { timeoutMs: 5000 } : { token, timeoutMs: 5000 });
-  clients.push(c);
-  return c;
+/** A client of `address` with `token` (none when undefined). */
+function client(address: string, token?: string): ReturnType<typeof local.client> {
+  return local.client(address, token ?? null);
 }
 
 /** Instructions retired by `vm` on `node`, or null when the node does not run it. */
@@ -23,49 +20,39 @@ async function instructions(node: LocalNode, vm: string): Promise<number | null>
 }
 
 function nodeById(id: string): LocalNode {
-  const n = cluster!.nodes.find((x) => x.id === id);
+  const n = local.cluster.nodes.find((x) => x.id === id);
   if (n === undefined) throw new Error(`no node ${id}`);
   return n;
 }
 
-beforeAll(async () => {
-  cluster = await LocalCluster.start({ nodes: 3, dir, memoryMib: 128 });
-}, 60_000);
-
-afterAll(async () => {
-  for (const c of clients) c.close();
-  await cluster?.stop(3000);
-  rmSync(dir, { recursive: true, force: true });
-}, 30_000);
-
 describe("cluster", () => {
   it("cluster - up writes cluster.json and every node is healthy", async () => {
     const file = JSON.parse(readFileSync(join(dir, CLUSTER_FILE), "utf8")) as ClusterFile;
-    expect(file.apiAddresses).toEqual(cluster!.apiAddresses);
-    expect(file.token).toBe(cluster!.token);
-    expect(file.natsUrl).toBe(cluster!.natsUrl);
-    for (const n of cluster!.nodes) expect(await httpStatus(n.httpAddress, "/healthz")).toBe(200);
-    const nodes = await client(cluster!.apiAddresses[1]!, cluster!.token).listNodes();
+    expect(file.apiAddresses).toEqual(local.cluster.apiAddresses);
+    expect(file.token).toBe(local.cluster.token);
+    expect(file.natsUrl).toBe(local.cluster.natsUrl);
+    for (const n of local.cluster.nodes) expect(await httpStatus(n.httpAddress, "/healthz")).toBe(200);
+    const nodes = await client(local.cluster.apiAddresses[1]!, local.cluster.token).listNodes();
     expect(nodes.nodes.map((n) => n.id).sort()).toEqual(["n1", "n2", "n3"]);
   });
 
   it("cluster - an unauthenticated call is refused", async () => {
-    const anonymous = client(cluster!.apiAddresses[0]!);
+    const anonymous = client(local.cluster.apiAddresses[0]!);
     await expect(anonymous.listVms()).rejects.toSatisfy((e) => e instanceof ApiError && e.code === "UNAUTHENTICATED");
-    const wrong = client(cluster!.apiAddresses[0]!, "not-the-token");
+    const wrong = client(local.cluster.apiAddresses[0]!, "not-the-token");
     await expect(wrong.listVms()).rejects.toSatisfy((e) => e instanceof ApiError && e.code === "UNAUTHENTICATED");
   });
 
   it("cluster - the NATS server that carries migrations admits only holders of the cluster token", async () => {
-    await expect(connect({ servers: cluster!.natsUrl, reconnect: false, timeout: 3000 })).rejects.toThrow(/Authorization Violation/i);
-    await expect(connect({ servers: cluster!.natsUrl, reconnect: false, timeout: 3000, token: "not-the-token" })).rejects.toThrow(/Authorization Violation/i);
-    const nc = await connect({ servers: cluster!.natsUrl, reconnect: false, timeout: 3000, token: cluster!.token });
+    await expect(connect({ servers: local.cluster.natsUrl, reconnect: false, timeout: 3000 })).rejects.toThrow(/Authorization Violation/i);
+    await expect(connect({ servers: local.cluster.natsUrl, reconnect: false, timeout: 3000, token: "not-the-token" })).rejects.toThrow(/Authorization Violation/i);
+    const nc = await connect({ servers: local.cluster.natsUrl, reconnect: false, timeout: 3000, token: local.cluster.token });
     await nc.close();
   });
 
   it("cluster - a created VM runs on the node the cluster placed it on, and live-migrates to another", async () => {
     // through a node that may not be the leader: the write is forwarded
-    const api = client(cluster!.apiAddresses[2]!, cluster!.token);
+    const api = client(local.cluster.apiAddresses[2]!, local.cluster.token);
     const created = await api.createVm({ name: "vm1", memoryBytes: 8 * 2 ** 20, vcpus: 1, image: "dirtier", bootargs: "rate=200 ws=2", start: true });
     expect(created.owner).not.toBe("");
     expect(created.epoch).toBe(1);
@@ -73,13 +60,13 @@ describe("cluster", () => {
     await until("vm1 running", 15_000, async () => ((await api.getVm({ name: "vm1" })).state === "VM_STATE_RUNNING" ? true : undefined));
     const first = await until("vm1 stats on its owner", 10_000, async () => (await instructions(owner, "vm1")) ?? undefined);
     await until("vm1 advancing", 10_000, async () => ((await instructions(owner, "vm1"))! > first ? true : undefined));
-    for (const n of cluster!.nodes.filter((x) => x !== owner)) expect(await instructions(n, "vm1")).toBeNull();
+    for (const n of local.cluster.nodes.filter((x) => x !== owner)) expect(await instructions(n, "vm1")).toBeNull();
 
-    const target = cluster!.nodes.find((x) => x !== owner)!;
+    const target = local.cluster.nodes.find((x) => x !== owner)!;
     const started = await api.migrate({ vm: "vm1", targetNode: target.id });
     expect(started.targetNode).toBe(target.id);
     const updates: MigrationUpdate[] = [];
-    const watcher = client(target.apiAddress, cluster!.token);
+    const watcher = client(target.apiAddress, local.cluster.token);
     const watched = (async () => {
       for await (const u of watcher.watchMigration({ migrationId: started.migrationId })) updates.push(u);
     })();
@@ -95,17 +82,17 @@ describe("cluster", () => {
     const there = await until("vm1 stats on the target", 10_000, async () => (await instructions(target, "vm1")) ?? undefined);
     await until("vm1 advancing on the target", 10_000, async () => ((await instructions(target, "vm1"))! > there ? true : undefined));
     await until("vm1 gone from the old owner", 5_000, async () => ((await instructions(owner, "vm1")) === null ? true : undefined));
-    for (const n of cluster!.nodes.filter((x) => x !== target)) expect(await instructions(n, "vm1")).toBeNull();
+    for (const n of local.cluster.nodes.filter((x) => x !== target)) expect(await instructions(n, "vm1")).toBeNull();
   });
 
   it("cluster - a cancelled migration is aborted in the cluster state and the VM keeps running on its owner", async () => {
-    const api = client(cluster!.apiAddresses[0]!, cluster!.token);
+    const api = client(local.cluster.apiAddresses[0]!, local.cluster.token);
     const before = await api.getVm({ name: "vm1" });
     const owner = nodeById(before.owner);
-    const target = cluster!.nodes.find((x) => x !== owner)!;
+    const target = local.cluster.nodes.find((x) => x !== owner)!;
     // slow enough (64 KiB/s) that the cancel lands in pre-copy
     const started = await api.migrate({ vm: "vm1", targetNode: target.id, bandwidthLimitBytesPerSecond: 64 * 1024 });
-    const watcher = client(owner.apiAddress, cluster!.token);
+    const watcher = client(owner.apiAddress, local.cluster.token);
     const updates: MigrationUpdate[] = [];
     const stream = watcher.watchMigration({ migrationId: started.migrationId });
     const watched = (async () => {
@@ -132,14 +119,14 @@ describe("cluster", () => {
   });
 
   it("cluster - kill -9 of the leader keeps the API answering after a new leader is elected", async () => {
-    const status = await client(cluster!.apiAddresses[0]!, cluster!.token).clusterStatus();
+    const status = await client(local.cluster.apiAddresses[0]!, local.cluster.token).clusterStatus();
     expect(status.leaderId).not.toBe("");
     const leader = nodeById(status.leaderId);
-    const survivor = cluster!.nodes.find((x) => x !== leader)!;
+    const survivor = local.cluster.nodes.find((x) => x !== leader)!;
     const exited = new Promise((r) => leader.process.once("exit", r));
     leader.process.kill("SIGKILL");
     await exited;
-    const api = client(survivor.apiAddress, cluster!.token);
+    const api = client(survivor.apiAddress, local.cluster.token);
     await until("a new leader", 15_000, async () => {
       const s = await api.clusterStatus();
       return s.leaderId !== "" && s.leaderId !== leader.id ? s : undefined;

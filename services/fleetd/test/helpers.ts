@@ -49,7 +49,7 @@ export async function instructionsOf(node: { readonly httpAddress: string }, vm:
 export function useCluster(prefix: string, options: Omit<LocalClusterOptions, "dir">): {
   readonly cluster: LocalCluster;
   readonly dir: string;
-  client(address: string, token?: string | null): ApiClient;
+  client(address: string, token?: string | null, timeoutMs?: number): ApiClient;
 } {
   const dir = mkdtempSync(join(tmpdir(), `fleetd-${prefix}-`));
   let cluster: LocalCluster | undefined;
@@ -68,8 +68,8 @@ export function useCluster(prefix: string, options: Omit<LocalClusterOptions, "d
       return cluster;
     },
     dir,
-    client(address: string, token: string | null = cluster!.token): ApiClient {
-      const c = new ApiClient(address, token === null ? { timeoutMs: 5000 } : { token, timeoutMs: 5000 });
+    client(address: string, token: string | null = cluster!.token, timeoutMs = 5000): ApiClient {
+      const c = new ApiClient(address, token === null ? { timeoutMs } : { token, timeoutMs });
       clients.push(c);
       return c;
     },

@@ -4,50 +4,39 @@
  * takes VMs, and is removed again (RemoveMember) once it owns none.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { createWriteStream } from "node:fs";
 import { join } from "node:path";
-import { ApiClient, ApiError } from "@hyperfleet/api";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fleetdMainPath, freePort, httpStatus, LocalCluster, stopProcess } from "../src/local-cluster.js";
-import { until } from "./helpers.js";
+import { ApiError, type ApiClient } from "@hyperfleet/api";
+import { afterAll, describe, expect, it } from "vitest";
+import { fleetdMainPath, freePort, httpStatus, stopProcess } from "../src/local-cluster.js";
+import { until, useCluster } from "./helpers.js";
 
 const MIB = 2 ** 20;
-const dir = mkdtempSync(join(tmpdir(), "fleetd-membership-"));
-let cluster: LocalCluster | undefined;
+const local = useCluster("membership", { nodes: 3, memoryMib: 128 });
+const dir = local.dir;
 let joiner: ChildProcess | undefined;
-const clients: ApiClient[] = [];
+// after-hooks run last registered first: the joiner stops before the cluster
+afterAll(async () => {
+  if (joiner !== undefined) await stopProcess(joiner, 3000, "SIGKILL");
+}, 30_000);
 
 function client(address: string): ApiClient {
-  const c = new ApiClient(address, { token: cluster!.token, timeoutMs: 10_000 });
-  clients.push(c);
-  return c;
+  return local.client(address, undefined, 10_000);
 }
-
-beforeAll(async () => {
-  cluster = await LocalCluster.start({ nodes: 3, dir, memoryMib: 128 });
-}, 60_000);
-
-afterAll(async () => {
-  for (const c of clients) c.close();
-  if (joiner !== undefined) await stopProcess(joiner, 3000, "SIGKILL");
-  await cluster?.stop(3000);
-  rmSync(dir, { recursive: true, force: true });
-}, 30_000);
 
 describe("membership", () => {
   it("membership - a node joins as a learner, is promoted, takes a VM and is removed once it owns none", async () => {
-    const api = client(cluster!.apiAddresses[0]!);
+    const api = client(local.cluster.apiAddresses[0]!);
     const raft = `127.0.0.1:${await freePort()}`;
     const apiAddress = `127.0.0.1:${await freePort()}`;
     const http = `127.0.0.1:${await freePort()}`;
-    const peers = [...cluster!.nodes.map((n) => `${n.id}=${n.raftAddress}`), `n4=${raft}`].join(",");
+    const peers = [...local.cluster.nodes.map((n) => `${n.id}=${n.raftAddress}`), `n4=${raft}`].join(",");
     joiner = spawn(process.execPath, [fleetdMainPath()], {
       env: {
         ...process.env,
-        HYPERFLEET_ID: "n4", HYPERFLEET_CLUSTER_ID: "local", HYPERFLEET_CLUSTER_TOKEN: cluster!.token, HYPERFLEET_DATA_DIR: join(dir, "n4"),
+        HYPERFLEET_ID: "n4", HYPERFLEET_CLUSTER_ID: "local", HYPERFLEET_CLUSTER_TOKEN: local.cluster.token, HYPERFLEET_DATA_DIR: join(dir, "n4"),
         HYPERFLEET_LISTEN_API: apiAddress, HYPERFLEET_LISTEN_RAFT: raft, HYPERFLEET_LISTEN_HTTP: http, HYPERFLEET_PEERS: peers,
-        HYPERFLEET_INITIAL_VOTERS: "n1,n2,n3", HYPERFLEET_NATS_URL: cluster!.natsUrl, HYPERFLEET_MEMORY_MIB: "128",
+        HYPERFLEET_INITIAL_VOTERS: "n1,n2,n3", HYPERFLEET_NATS_URL: local.cluster.natsUrl, HYPERFLEET_MEMORY_MIB: "128",
       },
       stdio: ["ignore", "ignore", "pipe"],
     });
