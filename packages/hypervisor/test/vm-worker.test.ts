@@ -167,7 +167,6 @@ describe("vm-worker - a migration's switchover through shared memory", () => {
     await sleep(60);
     const frozen = await vm.freeze();
     expect(vm.state).toBe(WorkerState.Paused);
-    expect(frozen.stoppedAfterMs).toBeGreaterThanOrEqual(0);
     expect(frozen.stoppedAfterMs).toBeLessThan(1000);
     // the guest wrote pages since the last sync: they are in the handed-over bitmap, and it was cleared
     expect(countDirty(frozen.dirty)).toBeGreaterThan(0);
@@ -180,7 +179,7 @@ describe("vm-worker - a migration's switchover through shared memory", () => {
     const b = await vm.stats();
     expect(b.instructions).toBe(a.instructions);
     expect(b.mtimeTicks).toBe(a.mtimeTicks);
-    expect(await vm.resume()).toBeGreaterThanOrEqual(0);
+    expect(await vm.resume()).toBeLessThan(1000);
     await sleep(60);
     expect((await vm.stats()).instructions).toBeGreaterThan(b.instructions);
   });
@@ -205,7 +204,7 @@ describe("vm-worker - a migration's switchover through shared memory", () => {
     await incoming.provideState(state);
     expect(incoming.state).toBe(WorkerState.Paused);
     const ranAfter = await incoming.resume();
-    expect(ranAfter).toBeGreaterThanOrEqual(0);
+    expect(ranAfter).toBeLessThan(1000);
     await sleep(1300);
     const beats = [...(out.join("") + later.join("")).matchAll(/dirtier: heartbeat (\d+)/g)].map((m) => Number(m[1]));
     expect(beats.length).toBeGreaterThanOrEqual(2);
