@@ -188,7 +188,7 @@ export class NodeBackend implements Backend {
     if (after.epoch !== epoch || after.actual?.state !== "saved" || after.actual.epoch !== epoch) {
       throw new ApiError("ABORTED", `vm ${r.name} was not saved: it is ${vmState(after)} (desired ${after.desiredState}) on ${after.owner ?? "no node"}`);
     }
-    const answer = await this.node.request(owner, "saved-state", new TextEncoder().encode(JSON.stringify({ vm: r.name, name: r.savedState })));
+    const answer = await this.node.request(owner, "saved-state", new TextEncoder().encode(JSON.stringify({ vm: r.name, name: r.savedState, verify: false })));
     return { vm: this.view(r.name), savedState: r.savedState, sizeBytes: Number(answer["sizeBytes"]) };
   }
 
@@ -199,7 +199,7 @@ export class NodeBackend implements Backend {
       throw new ApiError("FAILED_PRECONDITION", `vm ${r.name} is ${vm.desiredState}: stop or save it before restoring a saved state`);
     }
     // The owner holds the saved states: it says whether this one exists and is whole.
-    await this.node.request(vm.owner, "saved-state", new TextEncoder().encode(JSON.stringify({ vm: r.name, name: r.savedState })));
+    await this.node.request(vm.owner, "saved-state", new TextEncoder().encode(JSON.stringify({ vm: r.name, name: r.savedState, verify: true })));
     await this.command({ type: "setDesiredState", atMs: Date.now(), vm: r.name, desiredState: "running", savedState: r.savedState });
     const { epoch } = vm;
     const after = await this.waitFor(r.name, (v) => v.epoch !== epoch || v.desiredState !== "running" || (v.actual !== null && v.actual.epoch === epoch && (v.actual.state === "running" || v.actual.state === "crashed")), RESTORE_TIMEOUT_MS);

@@ -277,9 +277,10 @@ export class FleetdNode {
       return { ok: true };
     });
     this.serve("saved-state", async (data) => {
-      const { vm, name } = JSON.parse(fromUtf8.decode(data)) as { vm: string; name: string };
+      // verify: read it whole and check it (before a restore); else only its size (just written and synced)
+      const { vm, name, verify } = JSON.parse(fromUtf8.decode(data)) as { vm: string; name: string; verify: boolean };
       try {
-        return { sizeBytes: await this.saved.check(vm, name) };
+        return { sizeBytes: verify ? await this.saved.check(vm, name) : await this.saved.size(vm, name) };
       } catch (e) {
         if (e instanceof SavedStateError) return { error: e.code, message: `${e.message} on node ${this.id}` };
         throw e;
