@@ -61,6 +61,27 @@ describe("vm-worker - pause and resume", () => {
   });
 });
 
+describe("vm-worker - console delivery", () => {
+  it("once the console has settled after a pause, nothing the guest printed is still on its way", async () => {
+    const out: string[] = [];
+    const vm = await dirtier("rate=20000 ws=2", undefined, out);
+    for (let i = 0; i < 14; i++) { // about 2.5 s of guest time: a heartbeat a guest second
+      await sleep(100 + 50 * (i % 4));
+      await (i % 2 === 0 ? vm.pause() : vm.freeze().then(() => undefined));
+      expect(await vm.consoleSettled()).toBe(true);
+      const seen = out.length;
+      await sleep(30);
+      expect(out.length, `pause ${i + 1}`).toBe(seen);
+      if (i % 2 === 1) await vm.stopDirtyLog();
+      await vm.resume();
+      if (i % 2 === 0) await vm.startDirtyLog();
+    }
+    const beats = [...out.join("").matchAll(/dirtier: heartbeat (\d+)/g)].map((m) => Number(m[1]));
+    expect(beats.length).toBeGreaterThanOrEqual(2);
+    beats.forEach((n, i) => expect(n).toBe(i + 1));
+  });
+});
+
 describe("vm-worker - the fence", () => {
   it("past its fence the guest runs no instruction, until the fence moves later again", async () => {
     const vm = await dirtier("rate=max ws=1");

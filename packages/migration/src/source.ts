@@ -431,7 +431,7 @@ export class MigrationSource {
       const resumeMs = Math.min(Math.max(0, resumed.runningAfterMs), answeredAfterMs);
       const downtimeMs = completeSentAt - stoppedAt + completeMs + resumeMs;
       this.phase("done");
-      return {
+      const result: MigrationResult = {
         ok: true,
         totalMs: now() - started,
         downtimeMs,
@@ -444,6 +444,9 @@ export class MigrationSource {
         roundMs,
         throttlePercentMax: throttleMax,
       };
+      // The stopped copy hands over all it printed before its owner reads its console or ends it
+      await vm.consoleSettled();
+      return result;
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
       this.phase("failed");

@@ -32,6 +32,8 @@ export const ACK = 3;
 export const STATE = 4;
 export const LENGTH = 5;
 export const RESULT = 6;
+/** Console messages the worker has posted so far (the root counts what it received, to wait for the rest). */
+export const CONSOLE = 7;
 export const CONTROL_WORDS = 8;
 /** Bytes of the shared state buffer (vCPU and device state is a few KiB per vCPU). */
 export const STATE_BUFFER_BYTES = 512 * 1024;

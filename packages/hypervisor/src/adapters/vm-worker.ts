@@ -14,7 +14,7 @@ import { restorePartition, restorePartitionInto, savePartition } from "../saved-
 import { concat } from "../snapshot.js";
 import { systemClock } from "./system-clock.js";
 import {
-  ACK, ARGUMENT, COMMAND, Command, LENGTH, REQUEST, RESULT, STATE, WorkerState,
+  ACK, ARGUMENT, COMMAND, Command, CONSOLE, LENGTH, REQUEST, RESULT, STATE, WorkerState,
   type RootMessage, type VmStats, type VmWorkerData, type WorkerMessage,
 } from "./vm-protocol.js";
 
@@ -40,7 +40,10 @@ const post = (m: WorkerMessage, transfer: ArrayBuffer[] = []): void => port.post
 
 const pool = new FramePool(data.pool);
 const ept = new Ept(data.ept);
-const onConsole = (bytes: Uint8Array): void => post({ type: "console", bytes }, [bytes.buffer as ArrayBuffer]);
+const onConsole = (bytes: Uint8Array): void => {
+  Atomics.add(control, CONSOLE, 1);
+  post({ type: "console", bytes }, [bytes.buffer as ArrayBuffer]);
+};
 let partition: Partition;
 
 function build(): void {

@@ -11,8 +11,8 @@ import { GuestMemory } from "../guest-memory.js";
 import { MemoryMap, type BootMode, type Halt } from "../partition.js";
 import { concat, snapshotInfo } from "../snapshot.js";
 import {
-  ACK, ARGUMENT, COMMAND, Command, CONTROL_WORDS, LENGTH, REQUEST, RESULT, STATE, STATE_BUFFER_BYTES, waitAsync,
-  type RootMessage, type VmStats, type VmWorkerData, type WorkerMessage, type WorkerState,
+  ACK, ARGUMENT, COMMAND, Command, CONSOLE, CONTROL_WORDS, LENGTH, REQUEST, RESULT, STATE, STATE_BUFFER_BYTES, waitAsync,
+  type RootMessage, type VmStats, type VmWorkerData, type WorkerMessage, WorkerState,
 } from "./vm-protocol.js";
 
 export interface VmOptions {
@@ -82,6 +82,9 @@ export class VmWorker {
   private readonly pending = new Map<number, { resolve: (m: WorkerMessage) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private sequence = 0;
+  /** Console messages received from the worker (it counts those it posted in the CONSOLE word). */
+  private consoleReceived = 0;
+  private consoleWaiters: (() => void)[] = [];
   private halted: Halt | undefined;
   /** Started with awaitState and given no state yet: no VM runs, the worker serves no commands. */
   private awaitingState: boolean;
@@ -135,7 +138,9 @@ export class VmWorker {
           ready();
           break;
         case "console":
+          this.consoleReceived++;
           onConsole(m.bytes);
+          if (this.consoleDelivered()) for (const w of this.consoleWaiters.splice(0)) w();
           break;
         case "paused":
           options.onPaused?.(m.mtimeTicks / TICKS_PER_MS);
@@ -226,8 +231,37 @@ export class VmWorker {
       // nothing runs yet: end the thread
       this.halted = { code, reason: "stopped before it had a VM" };
       await this.worker.terminate();
-    } else if (this.halted === undefined) await this.command(Command.Stop, code).catch(() => 0);
+    } else if (this.halted === undefined) {
+      // What a paused guest printed reaches the root before its thread ends
+      if (this.state === WorkerState.Paused) await this.consoleSettled();
+      await this.command(Command.Stop, code).catch(() => 0);
+    }
     return this.exited;
+  }
+
+  /**
+   * Resolves once every console message the worker has posted so far has reached `onConsole` (they
+   * travel by message, behind the shared-memory commands), or after `timeoutMs`; returns whether
+   * they all came. A migration's source calls it after the switchover, so the copy that stopped
+   * has handed over all it printed.
+   */
+  async consoleSettled(timeoutMs = 500): Promise<boolean> {
+    if (this.consoleDelivered()) return true;
+    return new Promise<boolean>((resolve) => {
+      const waiter = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.consoleWaiters = this.consoleWaiters.filter((w) => w !== waiter);
+        resolve(this.consoleDelivered());
+      }, timeoutMs);
+      this.consoleWaiters.push(waiter);
+    });
+  }
+
+  private consoleDelivered(): boolean {
+    return this.consoleReceived >= Atomics.load(this.control, CONSOLE);
   }
 
   async startDirtyLog(): Promise<void> {
