@@ -32,6 +32,8 @@ export const SbiExtension = {
   Hsm: 0x48534d,
   Srst: 0x53525354,
   Dbcn: 0x4442434e,
+  /** "HFVB": VMBus hypercalls (see synic.ts), function id = the call code. */
+  VmBus: 0x48465642,
 } as const;
 
 /** SBI spec version 2.0, and our implementation id (outside the registered range 0..10). */
@@ -58,6 +60,8 @@ export interface HypercallHost {
   flushInstructionCaches(): void;
   flushTlbs(hartMask: number[]): void;
   systemReset(type: number, reason: number): void;
+  /** A VMBus hypercall (code, arguments). */
+  vmbusCall(code: number, args: readonly number[]): HypercallResult;
 }
 
 export interface HypercallResult {
@@ -138,6 +142,8 @@ export class HypercallDispatcher {
         if (u(0) > 2 || u(1) > 1) return err(SbiError.InvalidParam);
         host.systemReset(u(0), u(1));
         return ok();
+      case SbiExtension.VmBus:
+        return host.vmbusCall(fid, a);
       case SbiExtension.Dbcn: {
         if (fid === 0 || fid === 1) {
           // (num_bytes, base_addr_lo, base_addr_hi): the buffer must lie in this partition's RAM

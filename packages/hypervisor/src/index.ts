@@ -31,6 +31,8 @@ export { VmError, VmWorker } from "./adapters/vm.js";
 export type { FrozenVm, VmOptions } from "./adapters/vm.js";
 export { WorkerState } from "./adapters/vm-protocol.js";
 export type { VmStats } from "./adapters/vm-protocol.js";
+export { ChannelType, HvCall, HypercallPage, MAX_CHANNELS, RING_PAGES_MAX, RING_PAGES_MIN, SBI_EXT_VMBUS, Synic, VMBUS_IRQ } from "./synic.js";
+export type { HypercallPageState, Offer, OpenChannel, SynicHost, SynicState } from "./synic.js";
 export { SpareWorkers } from "./adapters/spare-workers.js";
 export { ChildPartition, CONSOLE_HISTORY_BYTES, RootPartition, RootPartitionError } from "./adapters/root-partition.js";
 export type { ChildSpec, ChildState } from "./adapters/root-partition.js";

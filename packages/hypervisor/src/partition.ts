@@ -11,11 +11,13 @@ import { Ept, EPT_PRESENT, EPT_R, EPT_W, EPT_WP, EPT_X } from "./ept.js";
 import { buildFdt, type FdtNode } from "./fdt.js";
 import { FramePool, PAGE_SHIFT, PAGE_SIZE } from "./frame-pool.js";
 import { GuestMemory, GuestMemoryError } from "./guest-memory.js";
-import { HartState, HypercallDispatcher, type HypercallHost } from "./hypercalls.js";
+import { HartState, HypercallDispatcher, type HypercallHost, type HypercallResult } from "./hypercalls.js";
+import { HypercallPage, Synic, VMBUS_IRQ, type Offer } from "./synic.js";
 
 /** The memory map of QEMU's riscv `virt` board, for the devices we have. */
 export const MemoryMap = {
   test: 0x0010_0000,
+  hypercall: HypercallPage.BASE,
   clint: 0x0200_0000,
   plic: 0x0c00_0000,
   uart: 0x1000_0000,
@@ -57,6 +59,8 @@ export interface PartitionConfig {
    * an access fault. Without it, every such violation is a fault.
    */
   onEptViolation?: (violation: EptViolation) => "fault" | "retry";
+  /** The VMBus channels the host offers the guest (see Synic). */
+  offers?: readonly Offer[];
 }
 
 /** An access the EPT refused: the guest-physical address and the kind of access. */
@@ -115,6 +119,9 @@ export class Partition implements PhysicalBus, HypercallHost {
   readonly clint: Clint;
   readonly plic: Plic;
   readonly decodeCache: DecodeCache;
+  /** VMBus: the channel table and the synthetic interrupt. */
+  readonly synic: Synic;
+  readonly hypercallPage: HypercallPage;
   readonly memoryBytes: number;
   readonly bootargs: string;
   readonly boot: BootMode;
@@ -183,7 +190,25 @@ export class Partition implements PhysicalBus, HypercallHost {
       ? new Clint(MemoryMap.clint, this.harts, readTime, MIP_STIP, MTIMECMP_DISARMED)
       : new Clint(MemoryMap.clint, this.harts, readTime);
     const test = new TestDevice(MemoryMap.test, (r) => this.powerRequest(r));
-    this.devices = [test, this.clint, this.plic, this.uart];
+    const words = new Int32Array(this.memory.buffer, this.memory.byteOffset, this.memory.byteLength >>> 2);
+    this.synic = new Synic(
+      {
+        inRam: (gpa, length) => this.guest.contains(gpa, length),
+        prefault: (gpa, length) => {
+          for (let g = gpa; g < gpa + length; g += PAGE_SIZE) this.guest.frameFor((g - MemoryMap.ram) >>> PAGE_SHIFT);
+        },
+        writeGuest: (gpa, bytes) => this.writeGuest(gpa, bytes),
+        orGuestWord: (gpa, bits) => {
+          const gpn = (gpa - MemoryMap.ram) >>> PAGE_SHIFT;
+          Atomics.or(words, (this.guest.frameFor(gpn) * PAGE_SIZE + (gpa & (PAGE_SIZE - 1))) >>> 2, bits);
+          this.ept.markDirty(gpn);
+        },
+        raiseIrq: () => this.plic.trigger(VMBUS_IRQ),
+      },
+      config.offers,
+    );
+    this.hypercallPage = new HypercallPage((code, args) => this.vmbusCall(code, args));
+    this.devices = [test, this.hypercallPage, this.clint, this.plic, this.uart];
     this.hypercalls = new HypercallDispatcher(this);
   }
 
@@ -260,6 +285,7 @@ export class Partition implements PhysicalBus, HypercallHost {
       hart.x[11] = this.fdtAddress | 0;
       if (this.boot === "sbi") this.enterSupervisor(hart, image.entry, this.fdtAddress);
     }
+    this.synic.reset(); // the guest starts over: it has no rings yet
     this.vcpuState.fill(VcpuState.Running);
     if (this.boot === "sbi") for (let i = 1; i < this.harts.length; i++) this.vcpuState[i] = VcpuState.Stopped;
     this.halt = undefined;
@@ -584,6 +610,10 @@ export class Partition implements PhysicalBus, HypercallHost {
 
   flushInstructionCaches(): void {
     this.decodeCache.flush();
+  }
+
+  vmbusCall(code: number, args: readonly number[]): HypercallResult {
+    return this.synic.call(code, args);
   }
 
   systemReset(type: number, reason: number): void {

@@ -5,6 +5,8 @@
  *   partition   memory size, vCPU count, boot mode, bootargs, guest time, device tree address, tohost
  *   vcpu/<n>    pc, privilege, x1..x31, every CSR, PMP, counters, LR/SC reservation, pending lines
  *   clint, plic, uart
+ *   vmbus       the SynIC (offers, event page, open channels) and the hypercall page's registers
+ *               (absent in states saved before VMBus: no channels)
  *   memory      binary: u32 page count, a bitmap of the pages present, then those pages' bytes
  *               (pages never touched or all zero are left out: they restore as zero)
  *
@@ -16,6 +18,7 @@ import type { Clock } from "./clock.js";
 import type { ClintState } from "./devices/clint.js";
 import type { PlicState } from "./devices/plic.js";
 import type { UartState } from "./devices/uart16550.js";
+import type { HypercallPageState, SynicState } from "./synic.js";
 import type { Ept } from "./ept.js";
 import type { FramePool } from "./frame-pool.js";
 import { PAGE_SIZE } from "./frame-pool.js";
@@ -114,6 +117,7 @@ export function savePartition(p: Partition, options: { memory?: boolean } = {}):
   sections.push({ id: "clint", kind: "json", value: p.clint.save() });
   sections.push({ id: "plic", kind: "json", value: p.plic.save() });
   sections.push({ id: "uart", kind: "json", value: p.uart.save() });
+  sections.push({ id: "vmbus", kind: "json", value: { synic: p.synic.save(), hypercallPage: p.hypercallPage.save() } satisfies VmBusState });
   if (options.memory !== false) sections.push({ id: "memory", kind: "binary", data: saveMemory(p) });
   return encodeSnapshot(sections);
 }
@@ -213,6 +217,18 @@ function applyState(p: Partition, sections: Map<string, Section>, info: Partitio
   p.clint.restore(json<ClintState>(sections, "clint", { mtimecmp: "array", msip: "array" }));
   p.plic.restore(json<PlicState>(sections, "plic", { priority: "array", pending: "array", claimed: "array", levels: "array", enable: "array", threshold: "array" }));
   p.uart.restore(json<UartState>(sections, "uart", { rx: "array", ier: "number", lcr: "number", thrInterrupt: "boolean" }));
+  if (sections.has("vmbus")) {
+    const vmbus = json<VmBusState>(sections, "vmbus", { synic: "object", hypercallPage: "object" });
+    const { synic, hypercallPage } = vmbus;
+    if (!Array.isArray(synic.offers) || !Array.isArray(synic.channels) || typeof synic.eventPage !== "number") throw new SnapshotError("section vmbus: bad synic fields");
+    if (!Array.isArray(hypercallPage.args)) throw new SnapshotError("section vmbus: bad hypercall page fields");
+    try {
+      p.synic.restore(synic);
+      p.hypercallPage.restore(hypercallPage);
+    } catch (e) {
+      throw new SnapshotError(`section vmbus: ${(e as Error).message}`);
+    }
+  }
   if (options.memoryInPlace) {
     if (options.ept === undefined) throw new SnapshotError("memory in place needs the EPT that holds it");
     if (sections.has("memory")) throw new SnapshotError("snapshot carries memory, but the memory is already in place");
@@ -238,6 +254,11 @@ function restoreMemory(p: Partition, section: Section | undefined): void {
     offset += PAGE_SIZE;
   }
   if (offset !== data.length) throw new SnapshotError("section memory: longer than its bitmap says");
+}
+
+interface VmBusState {
+  synic: SynicState;
+  hypercallPage: HypercallPageState;
 }
 
 type FieldType = "number" | "string" | "boolean" | "array" | "object";

@@ -15,7 +15,7 @@ import { crc32 } from "node:zlib";
 
 export const SNAPSHOT_MAGIC = Uint8Array.from([0x48, 0x46, 0x53, 0x4e, 0x41, 0x50, 0x0d, 0x0a]); // "HFSNAP\r\n"
 export const SNAPSHOT_MAJOR = 1;
-export const SNAPSHOT_MINOR = 0;
+export const SNAPSHOT_MINOR = 1;
 /** Limits that keep a hostile file from making the reader allocate without bound. */
 export const MAX_SECTIONS = 4096;
 export const MAX_SECTION_BYTES = 2 ** 32 - 1;

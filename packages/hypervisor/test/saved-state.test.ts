@@ -134,6 +134,7 @@ describe("saved-state - bad files are refused with a clear error", () => {
   it("a newer major or minor version", () => {
     const f = good();
     new DataView(f.buffer).setUint16(8, 2, true);
+    new DataView(f.buffer).setUint16(10, 0, true);
     expect(restore(f)).toThrow(/format 2\.0 is not readable/);
     const g = good();
     new DataView(g.buffer).setUint16(10, 7, true);

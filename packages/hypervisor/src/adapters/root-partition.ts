@@ -7,6 +7,7 @@
 import type { Ept } from "../ept.js";
 import { FramePool } from "../frame-pool.js";
 import type { BootMode, Halt } from "../partition.js";
+import type { Offer } from "../synic.js";
 import { SpareWorkers } from "./spare-workers.js";
 import { VmError, VmWorker } from "./vm.js";
 
@@ -16,6 +17,8 @@ export interface ChildSpec {
   vcpus?: number;
   boot?: BootMode;
   bootargs?: string;
+  /** The VMBus channels offered to the guest (none by default). */
+  offers?: readonly Offer[];
 }
 
 export type ChildState = "created" | "running" | "paused" | "halted";
@@ -66,6 +69,7 @@ export class ChildPartition {
       vcpus: this.spec.vcpus,
       boot: this.spec.boot,
       bootargs: this.spec.bootargs,
+      offers: this.spec.offers,
       ...source,
       startPaused: options.startPaused,
       onConsole: (bytes) => this.console(bytes),
@@ -175,7 +179,7 @@ export class RootPartition {
       );
     }
     const child = new ChildPartition(
-      { name: spec.name, memoryBytes: spec.memoryBytes, vcpus: spec.vcpus ?? 1, boot: spec.boot ?? "bare", bootargs: spec.bootargs ?? "" },
+      { name: spec.name, memoryBytes: spec.memoryBytes, vcpus: spec.vcpus ?? 1, boot: spec.boot ?? "bare", bootargs: spec.bootargs ?? "", offers: spec.offers ?? [] },
       this.pool,
       this.spares,
     );

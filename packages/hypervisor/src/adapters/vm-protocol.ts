@@ -24,6 +24,7 @@
 import type { EptShared } from "../ept.js";
 import type { FramePoolShared } from "../frame-pool.js";
 import type { BootMode, ExitCounts, Halt } from "../partition.js";
+import type { Offer } from "../synic.js";
 
 export const REQUEST = 0;
 export const COMMAND = 1;
@@ -37,6 +38,17 @@ export const CONSOLE = 7;
 export const CONTROL_WORDS = 8;
 /** Bytes of the shared state buffer (vCPU and device state is a few KiB per vCPU). */
 export const STATE_BUFFER_BYTES = 512 * 1024;
+
+/**
+ * The VMBus words (Int32Array over `VmWorkerData.vmbus`): the guest's signals out, the root's
+ * interrupts in, and the channel table the worker keeps for the root (written on every open/close,
+ * then GENERATION is bumped and a "vmbus" message posted).
+ */
+export const VMBUS_SIGNALS = 0; // bit c: the guest signalled channel c (the root takes them)
+export const VMBUS_INTERRUPTS = 1; // bit c: the root has news on channel c (the worker takes them)
+export const VMBUS_GENERATION = 2;
+export const VMBUS_TABLE = 4; // per channel: ring gpa, ring pages (0: closed)
+export const VMBUS_WORDS = VMBUS_TABLE + 2 * 32;
 
 export const enum Command {
   None = 0,
@@ -84,6 +96,10 @@ export interface VmWorkerData {
    * a root that stops renewing it (frozen, cut off from its cluster) cannot leave the guest running.
    */
   fence: SharedArrayBuffer;
+  /** VMBUS_WORDS int32s: see VMBUS_SIGNALS. */
+  vmbus: SharedArrayBuffer;
+  /** The VMBus channels offered to the guest (a snapshot brings its own). */
+  offers?: Offer[];
   /** An ELF to boot, or a snapshot to continue. */
   image?: Uint8Array;
   snapshot?: Uint8Array;
@@ -115,6 +131,8 @@ export type WorkerMessage =
   | { type: "ready" }
   | { type: "paused"; mtimeTicks: number }
   | { type: "console"; bytes: Uint8Array }
+  /** The guest signalled a channel, or opened or closed one: see the VMBus words. */
+  | { type: "vmbus" }
   | { type: "halted"; halt: Halt; stats: VmStats }
   | { type: "saved"; id: number; chunks: Uint8Array[] }
   | { type: "stats"; id: number; stats: VmStats }

@@ -14,7 +14,8 @@ import { restorePartition, restorePartitionInto, savePartition } from "../saved-
 import { concat } from "../snapshot.js";
 import { systemClock } from "./system-clock.js";
 import {
-  ACK, ARGUMENT, COMMAND, Command, CONSOLE, LENGTH, REQUEST, RESULT, STATE, WorkerState,
+  ACK, ARGUMENT, COMMAND, Command, CONSOLE, LENGTH, REQUEST, RESULT, STATE, VMBUS_GENERATION, VMBUS_INTERRUPTS, VMBUS_SIGNALS,
+  VMBUS_TABLE, WorkerState,
   type RootMessage, type VmStats, type VmWorkerData, type WorkerMessage,
 } from "./vm-protocol.js";
 
@@ -29,6 +30,7 @@ const dirtyOut = new Int32Array(data.dirtyOut);
 const stateBytes = new Uint8Array(data.stateBuffer);
 const stamp = new Float64Array(data.stamp);
 const fence = new Float64Array(data.fence);
+const vmbus = new Int32Array(data.vmbus);
 /** Past the root's fence: the vCPUs must not run now (the node may have lost its right to run them). */
 function fenced(): boolean {
   const until = fence[0]!;
@@ -44,7 +46,7 @@ const onConsole = (bytes: Uint8Array): void => {
   Atomics.add(control, CONSOLE, 1);
   post({ type: "console", bytes }, [bytes.buffer as ArrayBuffer]);
 };
-let partition: Partition;
+let partition!: Partition;
 
 function build(): void {
   if (data.awaitState === true) {
@@ -52,6 +54,7 @@ function build(): void {
     // the restore path on it, so that the switchover only applies vCPU and device state.
     partition = new Partition({
       memoryBytes: data.memoryBytes, vcpus: data.vcpus, boot: data.boot, bootargs: data.bootargs, clock: systemClock, pool, ept, onConsole,
+      offers: data.offers,
     });
     partition.freezeTime();
     const warm = concat(savePartition(partition, { memory: false }));
@@ -70,6 +73,7 @@ function build(): void {
       pool,
       ept,
       onConsole,
+      offers: data.offers,
     });
     partition.load(parseElf(data.image!));
   }
@@ -84,6 +88,30 @@ try {
 } catch (e) {
   post({ type: "error", message: (e as Error).message });
   process.exit(1);
+}
+
+/** The channel table for the root, then a word to say it changed. */
+function publishChannels(): void {
+  const open = new Map(partition.synic.channels.map((c) => [c.channel, c]));
+  Atomics.add(vmbus, VMBUS_GENERATION, 1); // odd while the table is being written
+  for (let c = 0; c < 32; c++) {
+    const o = open.get(c);
+    Atomics.store(vmbus, VMBUS_TABLE + 2 * c, o === undefined ? 0 : o.ringGpa | 0);
+    Atomics.store(vmbus, VMBUS_TABLE + 2 * c + 1, o === undefined ? 0 : o.ringPages);
+  }
+  Atomics.add(vmbus, VMBUS_GENERATION, 1);
+  post({ type: "vmbus" });
+}
+partition.synic.onChannels = publishChannels;
+partition.synic.onSignal = (channel) => {
+  // one message for any number of signals until the root takes them
+  if (Atomics.or(vmbus, VMBUS_SIGNALS, 1 << channel) === 0) post({ type: "vmbus" });
+};
+if (partition.synic.channels.length > 0) publishChannels();
+/** Brings the root's VMBus interrupts into the guest (between batches). */
+function deliverInterrupts(): void {
+  if (Atomics.load(vmbus, VMBUS_INTERRUPTS) === 0) return;
+  partition.synic.interrupt(Atomics.exchange(vmbus, VMBUS_INTERRUPTS, 0));
 }
 
 const batch = data.batch ?? 20_000;
@@ -324,11 +352,13 @@ async function main(): Promise<void> {
       continue;
     }
     const sliceEnd = performance.now() + sliceMs;
+    deliverInterrupts();
     let result = partition.step(batch);
     for (;;) {
       serveCommand();
       if (pauseAtTicks !== undefined && partition.mtime() >= pauseAtTicks) pauseItself();
       if (paused || result.idle || partition.halted !== undefined || performance.now() >= sliceEnd || fenced()) break;
+      deliverInterrupts();
       result = partition.step(batch);
     }
     if (partition.halted !== undefined) break;

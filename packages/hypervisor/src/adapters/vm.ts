@@ -10,8 +10,10 @@ import type { SpareWorkers } from "./spare-workers.js";
 import { GuestMemory } from "../guest-memory.js";
 import { MemoryMap, type BootMode, type Halt } from "../partition.js";
 import { concat, snapshotInfo } from "../snapshot.js";
+import { MAX_CHANNELS, type Offer, type OpenChannel } from "../synic.js";
 import {
-  ACK, ARGUMENT, COMMAND, Command, CONSOLE, CONTROL_WORDS, LENGTH, REQUEST, RESULT, STATE, STATE_BUFFER_BYTES, waitAsync,
+  ACK, ARGUMENT, COMMAND, Command, CONSOLE, CONTROL_WORDS, LENGTH, REQUEST, RESULT, STATE, STATE_BUFFER_BYTES, VMBUS_GENERATION,
+  VMBUS_INTERRUPTS, VMBUS_SIGNALS, VMBUS_TABLE, VMBUS_WORDS, waitAsync,
   type RootMessage, type VmStats, type VmWorkerData, type WorkerMessage, WorkerState,
 } from "./vm-protocol.js";
 
@@ -36,6 +38,8 @@ export interface VmOptions {
   awaitState?: boolean;
   startPaused?: boolean;
   onConsole?: (bytes: Uint8Array) => void;
+  /** The VMBus channels offered to the guest. */
+  offers?: readonly Offer[];
   /** Instructions per vCPU per batch (smaller: quicker commands, more overhead). */
   batch?: number;
   /** Take an already started worker thread from these (saves its start-up). */
@@ -79,6 +83,8 @@ export class VmWorker {
   private readonly stateBytes: Uint8Array;
   private readonly stamp: Float64Array;
   private readonly fenceAt: Float64Array;
+  private readonly vmbus: Int32Array;
+  private vmbusListener: () => void = () => {};
   private readonly pending = new Map<number, { resolve: (m: WorkerMessage) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private sequence = 0;
@@ -101,6 +107,7 @@ export class VmWorker {
     this.stateBytes = new Uint8Array(new SharedArrayBuffer(STATE_BUFFER_BYTES));
     this.stamp = new Float64Array(new SharedArrayBuffer(8));
     this.fenceAt = new Float64Array(new SharedArrayBuffer(8));
+    this.vmbus = new Int32Array(new SharedArrayBuffer(VMBUS_WORDS * 4));
     const data: VmWorkerData = {
       memoryBytes,
       vcpus: options.vcpus ?? 1,
@@ -113,6 +120,8 @@ export class VmWorker {
       stateBuffer: this.stateBytes.buffer as SharedArrayBuffer,
       stamp: this.stamp.buffer as SharedArrayBuffer,
       fence: this.fenceAt.buffer as SharedArrayBuffer,
+      vmbus: this.vmbus.buffer as SharedArrayBuffer,
+      offers: options.offers?.map((o) => ({ ...o })),
       image: options.image,
       snapshot: options.snapshot,
       memoryInPlace: options.ept !== undefined && options.snapshot !== undefined,
@@ -141,6 +150,9 @@ export class VmWorker {
           this.consoleReceived++;
           onConsole(m.bytes);
           if (this.consoleDelivered()) for (const w of this.consoleWaiters.splice(0)) w();
+          break;
+        case "vmbus":
+          this.vmbusListener();
           break;
         case "paused":
           options.onPaused?.(m.mtimeTicks / TICKS_PER_MS);
@@ -223,6 +235,40 @@ export class VmWorker {
   async throttle(percent: number): Promise<void> {
     if (!Number.isInteger(percent) || percent < 0 || percent > 99) throw new VmError(`throttle: percent must be an integer from 0 to 99, got ${percent}`);
     await this.command(Command.Throttle, percent);
+  }
+
+  /**
+   * VMBus: `listener` hears when the guest signalled a channel or opened or closed one (read them
+   * with takeSignals and channels). One listener: the root's VMBus for this VM.
+   */
+  onVmBus(listener: () => void): void {
+    this.vmbusListener = listener;
+  }
+
+  /** The channels the guest signalled since the last call (bit c = channel c), cleared. */
+  takeSignals(): number {
+    return Atomics.exchange(this.vmbus, VMBUS_SIGNALS, 0);
+  }
+
+  /** The open channels and where their rings are, as the worker last published them. */
+  channels(): { generation: number; channels: OpenChannel[] } {
+    for (;;) {
+      const generation = Atomics.load(this.vmbus, VMBUS_GENERATION);
+      if (generation & 1) continue; // the worker is writing it: a few stores
+      const channels: OpenChannel[] = [];
+      for (let c = 1; c < MAX_CHANNELS; c++) {
+        const ringPages = Atomics.load(this.vmbus, VMBUS_TABLE + 2 * c + 1);
+        if (ringPages !== 0) channels.push({ channel: c, ringGpa: Atomics.load(this.vmbus, VMBUS_TABLE + 2 * c) >>> 0, ringPages });
+      }
+      if (Atomics.load(this.vmbus, VMBUS_GENERATION) === generation) return { generation, channels };
+    }
+  }
+
+  /** Tells the guest that channels in `mask` have news: event flags and the VMBus interrupt, between two batches. */
+  interruptGuest(mask: number): void {
+    if (mask === 0) return;
+    Atomics.or(this.vmbus, VMBUS_INTERRUPTS, mask);
+    Atomics.notify(this.control, REQUEST); // wakes an idle worker (a guest in WFI)
   }
 
   /** Halts the guest (exit code `code`) and waits for the worker to end. */

@@ -15,6 +15,8 @@ export interface PlicState {
   pending: number[];
   claimed: number[];
   levels: number[];
+  /** Absent in states saved before edge-triggered sources. */
+  latched?: number[];
   enable: number[][];
   threshold: number[];
 }
@@ -33,6 +35,8 @@ export class Plic implements MmioDevice {
   /** Claimed and not yet completed: the gateway holds these. */
   private readonly claimed = new Uint32Array(WORDS);
   private readonly levels = new Uint32Array(WORDS);
+  /** Edges that came while their source was claimed: pending again at completion. */
+  private readonly latched = new Uint32Array(WORDS);
   private readonly enable: Uint32Array[];
   private readonly threshold: Uint32Array;
 
@@ -56,6 +60,19 @@ export class Plic implements MmioDevice {
       this.levels[w]! &= ~bit;
       this.pending[w]! &= ~bit;
     }
+    this.update();
+  }
+
+  /**
+   * An edge on an edge-triggered source (VMBus): it becomes pending; if it is claimed now, it becomes
+   * pending again once the claim is completed, so an edge during the handler is not lost.
+   */
+  trigger(source: number): void {
+    if (source <= 0 || source >= PLIC_SOURCES) throw new RangeError(`PLIC source ${source} out of range`);
+    const w = source >>> 5;
+    const bit = 1 << (source & 31);
+    if ((this.claimed[w]! & bit) === 0) this.pending[w]! |= bit;
+    else this.latched[w]! |= bit;
     this.update();
   }
 
@@ -137,7 +154,8 @@ export class Plic implements MmioDevice {
     if ((this.enable[ctx]![source >>> 5]! & (1 << (source & 31))) === 0) return; // spec: ignored if not enabled
     const bit = 1 << (source & 31);
     this.claimed[source >>> 5]! &= ~bit;
-    if (this.levels[source >>> 5]! & bit) this.pending[source >>> 5]! |= bit;
+    if ((this.levels[source >>> 5]! | this.latched[source >>> 5]!) & bit) this.pending[source >>> 5]! |= bit;
+    this.latched[source >>> 5]! &= ~bit;
   }
 
   private update(): void {
@@ -153,6 +171,7 @@ export class Plic implements MmioDevice {
       pending: [...this.pending],
       claimed: [...this.claimed],
       levels: [...this.levels],
+      latched: [...this.latched],
       enable: this.enable.map((e) => [...e]),
       threshold: [...this.threshold],
     };
@@ -163,6 +182,7 @@ export class Plic implements MmioDevice {
     this.pending.set(s.pending);
     this.claimed.set(s.claimed);
     this.levels.set(s.levels);
+    this.latched.set(s.latched ?? []);
     s.enable.forEach((e, i) => this.enable[i]?.set(e));
     this.threshold.set(s.threshold);
     this.update();

@@ -1,0 +1,12 @@
+export { DiskImage, DiskImageError, diskImageCrc32, DISK_FORMAT_VERSION_MAJOR, DISK_FORMAT_VERSION_MINOR, DISK_SECTOR_SIZE_BYTES, DEFAULT_DISK_BLOCK_SIZE_BYTES, MIN_DISK_BLOCK_SIZE_BYTES, MAX_DISK_BLOCK_SIZE_BYTES, MAX_DISK_BLOCK_COUNT } from "./disk-image.js";
+export type { CreateDiskImageOptions, OpenDiskImageOptions, DiskImageInfo, DiskImageErrorKind } from "./disk-image.js";
+export { HeartbeatVsp, IntegrationError, KvpOp, KvpVsp, ShutdownVsp, TimeSyncVsp } from "./integration.js";
+export type { GuestHealth } from "./integration.js";
+export { buildOffers, FIRST_DISK_CHANNEL, FIRST_NIC_CHANNEL, MAX_DISKS, MAX_NICS } from "./offers.js";
+export type { VmDevices } from "./offers.js";
+export { align8, PACKET_HEADER_BYTES, Ring, RING_HEADER_BYTES, RingError } from "./ring.js";
+export type { Packet, RingMemory } from "./ring.js";
+export { EINVAL, EIO, STORAGE_MAX_IO, STORAGE_SECTOR_BYTES, StorageOp, StorageVsp } from "./storage.js";
+export type { StorageStats } from "./storage.js";
+export { REPLY, VmBus, VmBusError } from "./vmbus.js";
+export type { ChannelEnd, VmBusOptions, VmBusPort, Vsp } from "./vmbus.js";
