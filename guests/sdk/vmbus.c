@@ -3,9 +3,10 @@
  * event waiting (ABI: hf_vmbus.h, API: hf_vmbus_client.h).
  *
  * The ring code touches nothing but memory, so it also builds for the
- * build machine with -DHF_VMBUS_NATIVE (everything below the ring section
- * is left out then), which is how it is exercised against a simulated
- * host outside a VM.
+ * build machine with -DHF_VMBUS_NATIVE, which leaves out what needs the
+ * machine (hypercall page, PLIC, event page, WFI: hf_hvcall,
+ * hf_vmbus_init, hf_vmbus_wait*) for a simulated host to supply; that is
+ * how the rings and the channel layer are exercised outside a VM.
  *
  * Index discipline: a side never trusts the other side's index. Both are
  * checked (below data_size, multiple of 8) before use and a packet header
@@ -14,11 +15,12 @@
  */
 #include "hf_vmbus_client.h"
 
+#include "hf.h"
+
 #ifdef HF_VMBUS_NATIVE
 #include <string.h>
 #define ring_fence() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 #else
-#include "hf.h"
 /* orders the ring's data bytes against its indices (the host is another
  * thread of the machine, so this is a real memory-ordering point) */
 #define ring_fence() __asm__ volatile ("fence rw, rw" : : : "memory")
@@ -248,9 +250,6 @@ static volatile uint32_t event_page[HF_PAGE_SIZE / 4]
 /* taken from the page but not yet handed out (see hf_vmbus_wait_for) */
 static uint32_t pending_events;
 
-static struct hf_offer offers[HF_VMBUS_MAX_CHANNELS - 1];
-static uint32_t offers_kept;
-
 int hf_vmbus_init(void)
 {
     hf_mmio_write32(PLIC_PRIORITY(HF_VMBUS_IRQ), 1);
@@ -267,6 +266,13 @@ int hf_vmbus_init(void)
     return hf_hvcall(HF_HVCALL_CONNECT, (uint32_t)(uintptr_t)event_page, 0, 0,
                      NULL);
 }
+
+#endif /* !HF_VMBUS_NATIVE */
+
+/* ---- offers ------------------------------------------------------------ */
+
+static struct hf_offer offers[HF_VMBUS_MAX_CHANNELS - 1];
+static uint32_t offers_kept;
 
 int hf_vmbus_query(void)
 {
@@ -401,6 +407,8 @@ int hf_vmbus_tx_idle(const struct hf_vmbus_channel *ch)
 {
     return !ch->open || hf_ring_used(&ch->tx) == 0;
 }
+
+#ifndef HF_VMBUS_NATIVE
 
 /* ---- waiting ----------------------------------------------------------- */
 

@@ -10,6 +10,6 @@ export {
 } from "./protocol.js";
 export type { ConfigMessage, Frame, ResumedMessage, StartMessage } from "./protocol.js";
 export { MigrationError, MigrationSource } from "./source.js";
-export type { MigrationOptions, MigrationProgress, MigrationResult, NoConvergencePolicy, SourceVm } from "./source.js";
+export type { MigrationOptions, MigrationProgress, MigrationResult, NoConvergencePolicy, SourceDevices, SourceVm } from "./source.js";
 export { memoryLink, TransportError } from "./transport.js";
 export type { DirectionFaults, LinkFaults, MigrationTransport } from "./transport.js";

@@ -184,7 +184,17 @@ interface Lane {
 }
 
 /** The VM being moved, and what the destination needs to build it. */
+/** The VM's synthetic devices on this side (its VMBus): quiet during the stop-and-copy. */
+export interface SourceDevices {
+  /** Stops touching guest memory; resolves once requests in flight are done. */
+  suspend(): Promise<void>;
+  /** Serves again (the migration failed before its commit point: the VM runs on here). */
+  resume(): void;
+}
+
 export interface SourceVm {
+  /** Suspended before the vCPUs stop, so the last pages hold no half-done device exchange. */
+  devices?: SourceDevices;
   vm: VmWorker;
   name: string;
   memoryBytes: number;
@@ -283,6 +293,7 @@ export class MigrationSource {
     const cancelTimer = this.timers.after(this.options.timeoutMs, () => this.cancel(`timed out after ${this.options.timeoutMs} ms`));
     const { vm } = this.source;
     let paused = false;
+    let devicesSuspended = false;
     let throttle = 0;
     let throttleMax = 0;
     let committed = false;
@@ -389,6 +400,10 @@ export class MigrationSource {
       // and device state (they no longer change); the last pages and the state then go out back to
       // back (State counts the batches of each stream, so Prepared also says every page landed).
       // The downtime starts when the vCPUs stopped (the worker's stamp), not when we asked.
+      if (this.source.devices !== undefined) {
+        devicesSuspended = true;
+        await this.source.devices.suspend();
+      }
       paused = true;
       const frozen = await vm.freeze();
       const stoppedAt = pausedAt + Math.min(frozen.stoppedAfterMs, now() - pausedAt);
@@ -457,6 +472,7 @@ export class MigrationSource {
         if (logging) await vm.stopDirtyLog().catch(() => undefined);
         if (throttle > 0) await vm.throttle(0).catch(() => undefined);
         if (paused && this.options.keepPaused !== true) await vm.resume().catch(() => undefined);
+        if (devicesSuspended) this.source.devices?.resume();
       }
       return { ok: false, reason, committed, totalMs: now() - started, bytesSent: this.bytesSent };
     } finally {

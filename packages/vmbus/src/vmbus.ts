@@ -66,6 +66,7 @@ export class VmBus {
   private interruptMask = 0;
   private interruptQueued = false;
   private closed = false;
+  private suspended = false;
 
   constructor(
     private readonly port: VmBusPort,
@@ -81,12 +82,45 @@ export class VmBus {
   attach(): void {
     this.port.onVmBus(() => this.event());
     this.sync();
+    // Signals from before (nobody listened, or another root did) are served by the polls below; the
+    // word must be cleared, or the worker, which posts only when it goes from empty, never posts again.
+    this.port.takeSignals();
     let mask = 0;
     for (const c of this.open.values()) {
       c.poll();
       mask |= 1 << c.offer.channel;
     }
     this.interrupt(mask);
+  }
+
+  /**
+   * Stops touching guest memory: no packet is started and nothing more is written into a ring;
+   * resolves once the packets being handled are done (their replies written, themselves consumed).
+   * A migration's source calls it before the stop-and-copy, so the pages it sends hold no half-done
+   * exchange; what the guest sends meanwhile waits in its rings for whoever serves it next.
+   */
+  async suspend(): Promise<void> {
+    this.suspended = true;
+    await Promise.all([...this.open.values()].map((c) => c.idle()));
+  }
+
+  /** Serves again after suspend (the migration failed and the VM runs on here). */
+  resume(): void {
+    if (!this.suspended) return;
+    this.suspended = false;
+    this.sync();
+    this.port.takeSignals(); // taken while suspended: the polls below serve them
+    let mask = 0;
+    for (const c of this.open.values()) {
+      c.poll();
+      mask |= 1 << c.offer.channel;
+    }
+    this.interrupt(mask);
+  }
+
+  /** @internal */
+  get isSuspended(): boolean {
+    return this.suspended;
   }
 
   /** Stops serving: every provider is closed; the guest's rings stay as they are. */
@@ -103,7 +137,7 @@ export class VmBus {
   }
 
   private event(): void {
-    if (this.closed) return;
+    if (this.closed || this.suspended) return; // the signals wait in the shared word
     this.sync();
     const signals = this.port.takeSignals();
     for (const c of this.open.values()) if ((signals >>> c.offer.channel) & 1) c.poll();
@@ -187,6 +221,7 @@ class Channel implements ChannelEnd {
   private readonly queue: Packet[] = [];
   private polling = false;
   private again = false;
+  private readonly idleWaiters: (() => void)[] = [];
   private closed = false;
 
   constructor(
@@ -221,6 +256,7 @@ class Channel implements ChannelEnd {
 
   /** Writes what the queue holds while the ring has room. */
   private flush(): void {
+    if (this.bus.isSuspended) return;
     let wrote = false;
     try {
       while (this.queue.length > 0 && this.outgoing.write(this.queue[0]!)) {
@@ -235,7 +271,7 @@ class Channel implements ChannelEnd {
 
   /** Serves the guest-to-host ring until it is empty (one run at a time; a signal meanwhile runs it again). */
   poll(): void {
-    if (this.closed) return;
+    if (this.closed || this.bus.isSuspended) return;
     this.flush(); // the guest may have made room
     if (this.polling) {
       this.again = true;
@@ -249,19 +285,38 @@ class Channel implements ChannelEnd {
     try {
       do {
         this.again = false;
-        for (let next = this.incoming.peek(); next !== undefined && !this.closed; next = this.incoming.peek()) {
+        for (let next = this.incoming.peek(); next !== undefined && !this.closed && !this.bus.isSuspended; next = this.incoming.peek()) {
           await this.vsp.packet(next.packet, this);
           if (this.closed) return;
+          this.flushUnsuspended();
           const crowded = this.incoming.free < this.incoming.dataBytes / 2;
           this.incoming.consume(next.bytes);
           if (crowded) this.bus.interrupt(1 << this.offer.channel); // a writer waiting for room goes on
         }
-      } while (this.again && !this.closed);
+      } while (this.again && !this.closed && !this.bus.isSuspended);
     } catch (e) {
       this.bus.broke(this, e instanceof Error ? e : new RingError(String(e)));
     } finally {
       this.polling = false;
+      for (const w of this.idleWaiters.splice(0)) w();
     }
+  }
+
+  /** The reply of a packet handled while a suspend was asked for still goes out, before the consume. */
+  private flushUnsuspended(): void {
+    if (!this.bus.isSuspended) return;
+    let wrote = false;
+    while (this.queue.length > 0 && this.outgoing.write(this.queue[0]!)) {
+      this.queue.shift();
+      wrote = true;
+    }
+    if (wrote && !this.outgoing.interruptMasked) this.bus.interrupt(1 << this.offer.channel);
+  }
+
+  /** Resolves when no packet is being handled. */
+  idle(): Promise<void> {
+    if (!this.polling) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   close(): void {

@@ -1,0 +1,70 @@
+/** A VM running the vmbus-probe guest with its VMBus served by the root, as a node does. */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { ChannelType, type ChildPartition, type Offer, type RootPartition } from "@hyperfleet/hypervisor";
+import { DiskImage, HeartbeatVsp, KvpVsp, ShutdownVsp, StorageVsp, TimeSyncVsp, VmBus, type Vsp } from "../src/index.js";
+
+export const MiB = 1024 * 1024;
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+const GUESTS = join(import.meta.dirname, "..", "..", "..", "guests", "build");
+
+export function guestElf(name: string): Uint8Array {
+  const path = join(GUESTS, `${name}.elf`);
+  if (!existsSync(path)) throw new Error(`${path} is missing: build the guests (make -C guests)`);
+  return readFileSync(path);
+}
+
+/** The root's providers for one VM, and its VmBus. */
+export class Served {
+  readonly heartbeat = new HeartbeatVsp();
+  readonly shutdown = new ShutdownVsp();
+  readonly timeSync = new TimeSyncVsp(() => Date.now());
+  readonly kvp = new KvpVsp();
+  readonly storage: StorageVsp[];
+  readonly bus: VmBus;
+  readonly errors: string[] = [];
+
+  constructor(child: ChildPartition, offers: readonly Offer[], readonly disks: DiskImage[]) {
+    this.storage = disks.map((d) => new StorageVsp(d, (e) => this.errors.push(e.message)));
+    const provider = (o: Offer): Vsp | undefined => {
+      switch (o.type) {
+        case ChannelType.Heartbeat: return this.heartbeat;
+        case ChannelType.Shutdown: return this.shutdown;
+        case ChannelType.TimeSync: return this.timeSync;
+        case ChannelType.Kvp: return this.kvp;
+        case ChannelType.Storage: return this.storage[o.instance];
+      }
+      return undefined;
+    };
+    this.bus = new VmBus(child.worker!, offers, { provider, onError: (o, e) => this.errors.push(`channel ${o.channel}: ${e.message}`) });
+    this.bus.attach();
+  }
+
+  close(): void {
+    this.bus.close();
+  }
+}
+
+/** Console text of a child, collected from now on (and what it printed before). */
+export function consoleOf(child: ChildPartition): { text: () => string } {
+  const chunks = [new TextDecoder().decode(child.consoleHistory())];
+  child.onConsole((b) => chunks.push(new TextDecoder().decode(b)));
+  return { text: () => chunks.join("") };
+}
+
+/** Waits until `f` holds, for at most `timeoutMs` (polling every 20 ms); fails naming `what`. */
+export async function until(what: string, f: () => boolean | Promise<boolean>, timeoutMs = 10_000, detail: () => string = () => ""): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await f()) return;
+    await sleep(20);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail() ? `\n${detail()}` : ""}`);
+}
+
+export async function startProbe(root: RootPartition, name: string, offers: readonly Offer[], bootargs = "rate=50"): Promise<ChildPartition> {
+  const child = root.create({ name, memoryBytes: 16 * MiB, bootargs, offers });
+  await child.start({ image: guestElf("vmbus-probe") });
+  return child;
+}
