@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { RootPartition, type ChildPartition } from "@hyperfleet/hypervisor";
-import { buildOffers, DiskImage } from "@hyperfleet/vmbus";
+import { buildOffers, DiskImage } from "../../vmbus/src/index.js";
 import { memoryLink, MigrationDestination, MigrationSource } from "../src/index.js";
 import { consoleOf, Served, startProbe, until } from "../../vmbus/test/lib.js";
 

@@ -2,7 +2,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ChannelType, type ChildPartition, type Offer, type RootPartition } from "@hyperfleet/hypervisor";
-import { DiskImage, HeartbeatVsp, KvpVsp, ShutdownVsp, StorageVsp, TimeSyncVsp, VmBus, type Vsp } from "../src/index.js";
+import type { DiskImage} from "../src/index.js";
+import { HeartbeatVsp, KvpVsp, ShutdownVsp, StorageVsp, TimeSyncVsp, VmBus, type Vsp } from "../src/index.js";
 
 export const MiB = 1024 * 1024;
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
