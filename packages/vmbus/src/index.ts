@@ -10,3 +10,10 @@ export { EINVAL, EIO, STORAGE_MAX_IO, STORAGE_SECTOR_BYTES, StorageOp, StorageVs
 export type { StorageStats } from "./storage.js";
 export { REPLY, VmBus, VmBusError } from "./vmbus.js";
 export type { ChannelEnd, VmBusOptions, VmBusPort, Vsp } from "./vmbus.js";
+export { BROADCAST_MAC, ETHERNET_HEADER_BYTES, macBytes, macString, NET_FRAME, NET_MTU, NetworkError, NetworkVsp, nicMac } from "./network.js";
+export type { FabricFrame, NicStats, SwitchFabric } from "./network.js";
+export { decodeFabricFrame, encodeFabricFrame, NatsFabric, netSubject } from "./adapters/nats-fabric.js";
+export { decodeRpc, encodeRpc, ETHERTYPE_RPC, Gateway, RPC_KEY_MAX, RPC_REPLY, RPC_VALUE_MAX, RpcOp, RpcStatus } from "./adapters/gateway.js";
+export type { GatewayOptions, GatewayStats, RpcMessage } from "./adapters/gateway.js";
+export { KvClient, KvClientError } from "./adapters/kv-client.js";
+export type { KvClientOptions } from "./adapters/kv-client.js";

@@ -43,6 +43,9 @@ export interface Vsp {
   /** A packet from the guest. The next one waits until this settles; a throw closes the channel. */
   packet(packet: Packet, channel: ChannelEnd): Promise<void> | void;
   close(): void;
+  /** The VMBus is suspended (the VM is about to be frozen): send the guest nothing until resume. */
+  suspend?(): void;
+  resume?(): void;
 }
 
 export class VmBusError extends Error {
@@ -101,6 +104,7 @@ export class VmBus {
    */
   async suspend(): Promise<void> {
     this.suspended = true;
+    for (const c of this.open.values()) c.vsp.suspend?.();
     await Promise.all([...this.open.values()].map((c) => c.idle()));
   }
 
@@ -112,6 +116,7 @@ export class VmBus {
     this.port.takeSignals(); // taken while suspended: the polls below serve them
     let mask = 0;
     for (const c of this.open.values()) {
+      c.vsp.resume?.();
       c.poll();
       mask |= 1 << c.offer.channel;
     }
@@ -228,7 +233,7 @@ class Channel implements ChannelEnd {
     private readonly bus: VmBus,
     readonly offer: Offer,
     readonly info: OpenChannel,
-    private readonly vsp: Vsp,
+    readonly vsp: Vsp,
     memory: { halves: [RingPages, RingPages] },
   ) {
     this.incoming = bus.ring(memory.halves[0]);
