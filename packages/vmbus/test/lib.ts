@@ -2,8 +2,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ChannelType, type ChildPartition, type Offer, type RootPartition } from "@hyperfleet/hypervisor";
-import type { DiskImage} from "../src/index.js";
-import { HeartbeatVsp, KvpVsp, ShutdownVsp, StorageVsp, TimeSyncVsp, VmBus, type Vsp } from "../src/index.js";
+import { HeartbeatVsp, KvpVsp, NetworkVsp, nicMac, ShutdownVsp, StorageVsp, TimeSyncVsp, VmBus, type DiskImage, type SwitchFabric, type Vsp } from "../src/index.js";
 
 export const MiB = 1024 * 1024;
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -23,11 +22,15 @@ export class Served {
   readonly timeSync = new TimeSyncVsp(() => Date.now());
   readonly kvp = new KvpVsp();
   readonly storage: StorageVsp[];
+  readonly nics: NetworkVsp[];
   readonly bus: VmBus;
   readonly errors: string[] = [];
 
-  constructor(child: ChildPartition, offers: readonly Offer[], readonly disks: DiskImage[]) {
+  /** `network`: the switch fabric for the VM's NICs, and this node's unique sender id on it. */
+  constructor(child: ChildPartition, offers: readonly Offer[], readonly disks: DiskImage[], network?: { fabric: SwitchFabric; senderId: string }) {
     this.storage = disks.map((d) => new StorageVsp(d, (e) => this.errors.push(e.message)));
+    this.nics = network === undefined ? [] : offers.filter((o) => o.type === ChannelType.Network).map((o) => new NetworkVsp(nicMac(o.param), network.fabric, `${network.senderId}-${o.instance}`));
+    for (const n of this.nics) n.listen();
     const provider = (o: Offer): Vsp | undefined => {
       switch (o.type) {
         case ChannelType.Heartbeat: return this.heartbeat;
@@ -35,6 +38,7 @@ export class Served {
         case ChannelType.TimeSync: return this.timeSync;
         case ChannelType.Kvp: return this.kvp;
         case ChannelType.Storage: return this.storage[o.instance];
+        case ChannelType.Network: return this.nics[o.instance];
       }
       return undefined;
     };
@@ -42,8 +46,16 @@ export class Served {
     this.bus.attach();
   }
 
+  /** Stops serving the VM here (its NICs stop listening; frames waiting for it are dropped). */
   close(): void {
     this.bus.close();
+    for (const n of this.nics) n.shutdown();
+  }
+
+  /** The VM runs elsewhere now: stop serving it, and hand the frames that waited here to the fabric. */
+  handOver(): void {
+    this.bus.close();
+    for (const n of this.nics) n.handOver();
   }
 }
 
