@@ -218,3 +218,56 @@ int hf_ic_kvp_publish(const char *key, const char *value);
 int hf_ic_kvp_delete(const char *key);
 
 #endif /* HF_VMBUS_CLIENT_H */
+
+/* ---- network (netvsc.c) ------------------------------------------------ */
+
+/*
+ * The synthetic NIC: FRAME packets both ways, each one frame
+ * dst[6] src[6] ethertype[2] data (hf_vmbus.h, HF_CH_NETWORK).
+ * HF_NETVSC_RING_PAGES (16: 7 data pages per direction) holds about 18
+ * full frames each way. The host holds frames for a full receive ring and
+ * drops the oldest beyond about 1000, so a program calls hf_netvsc_recv
+ * until it returns 0 whenever the channel has news.
+ */
+#define HF_NETVSC_RING_PAGES 16u
+#define HF_NET_HEADER_BYTES  14u
+#define HF_NET_FRAME_MAX     (HF_NET_MTU + HF_NET_HEADER_BYTES)
+
+struct hf_netvsc {
+    struct hf_vmbus_channel ch;
+    uint64_t next_txid;
+    uint8_t mac[6];
+    uint32_t rx_freed;      /* receive ring bytes freed, not yet signalled */
+    uint32_t rx_dropped;    /* packets skipped: not a frame, or too long */
+};
+
+/* Open NIC instance `instance` on `ring` (`pages` 4 KiB pages, even,
+ * 4..256, 4 KiB aligned; ETOOBIG when a full frame would not fit). */
+int hf_netvsc_open(struct hf_netvsc *n, uint32_t instance, void *ring,
+                   uint32_t pages);
+/* The NIC's MAC: 02:48 and the offer's param, most significant first. */
+const uint8_t *hf_netvsc_mac(const struct hf_netvsc *n);
+/* "02:48:xx:xx:xx:xx", lowercase, NUL-terminated. */
+void hf_netvsc_mac_string(const uint8_t mac[6], char out[18]);
+/*
+ * Non-blocking send of one frame (14..HF_NET_FRAME_MAX bytes, else
+ * ETOOBIG): 0, EFULL when the ring has no room now, ENOCHANNEL. The
+ * host drops frames whose source is not this NIC's MAC. send2 sends
+ * head then data as one frame (no copy into a staging buffer).
+ */
+int hf_netvsc_send(struct hf_netvsc *n, const void *frame, uint32_t len);
+int hf_netvsc_send2(struct hf_netvsc *n, const void *head, uint32_t head_len,
+                    const void *data, uint32_t data_len);
+/* The same, waiting for room until mtime reaches `until` (ETIMEDOUT). */
+int hf_netvsc_send_wait(struct hf_netvsc *n, const void *frame, uint32_t len,
+                        uint64_t until);
+int hf_netvsc_send2_wait(struct hf_netvsc *n, const void *head,
+                         uint32_t head_len, const void *data,
+                         uint32_t data_len, uint64_t until);
+/*
+ * Non-blocking receive: the next frame's length (> 0) with its bytes in
+ * buf, 0 when none is waiting, or < 0 (ECORRUPT, ENOCHANNEL). Packets
+ * that are not frames, or longer than cap, are skipped (rx_dropped).
+ * Freed room is signalled to the host at the latest when 0 is returned.
+ */
+int hf_netvsc_recv(struct hf_netvsc *n, void *buf, uint32_t cap);
