@@ -468,23 +468,12 @@ static const struct hf_ic_handlers handlers = {
  * change is already durable here (batches commit before they answer). */
 static void service(void)
 {
-    hf_ic_poll();
-    if (!hf_ic_shutdown_accepted())
-        return;
-    /* give the host a moment to read the ACK before the machine stops */
-    uint64_t until = hf_mtime() + DRAIN_TICKS;
-    while (!hf_ic_tx_idle() && hf_mtime() < until)
-        hf_vmbus_wait(hf_mtime() + HF_MTIME_HZ / 1000u);
-    hf_exit(0);
+    hf_ic_service(DRAIN_TICKS);
 }
 
 static void open_ic(uint32_t type, const char *name, void *ring)
 {
-    int rc = hf_ic_open(type, ring, IC_PAGES);
-    if (rc == HF_VMBUS_ENOCHANNEL)
-        hf_printf("kvserver: no %s channel\n", name);
-    else if (rc)
-        hf_printf("kvserver: open %s failed %d\n", name, rc);
+    hf_ic_open_reporting("kvserver", type, name, ring, IC_PAGES);
 }
 
 static uint32_t keys_published;

@@ -217,6 +217,35 @@ const char *hf_ic_kvp_value(const char *key);
 int hf_ic_kvp_publish(const char *key, const char *value);
 int hf_ic_kvp_delete(const char *key);
 
+/* Poll the ICs; once a shutdown was accepted, give the host up to
+ * drain_ticks to read the ACK, then power off with success. */
+void hf_ic_service(uint64_t drain_ticks);
+/* hf_ic_open, saying on the console when the channel is missing or does
+ * not open ("<prog>: no <name> channel", "<prog>: open <name> failed
+ * <rc>"). */
+int hf_ic_open_reporting(const char *prog, uint32_t type, const char *name,
+                         void *ring, uint32_t pages);
+
+/* ---- little-endian packet fields --------------------------------------- */
+static inline uint32_t hf_get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static inline void hf_put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static inline uint64_t hf_get_le64(const uint8_t *p)
+{
+    return (uint64_t)hf_get_le32(p) | (uint64_t)hf_get_le32(p + 4) << 32;
+}
+
 #endif /* HF_VMBUS_CLIENT_H */
 
 /* ---- network (netvsc.c) ------------------------------------------------ */

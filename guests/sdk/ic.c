@@ -55,24 +55,8 @@ static int ic_index(uint32_t type)
     }
 }
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
 
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
 
-static uint64_t get_le64(const uint8_t *p)
-{
-    return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
-}
 
 int hf_ic_open(uint32_t type, void *ring, uint32_t pages)
 {
@@ -189,7 +173,7 @@ static void on_heartbeat(struct hf_vmbus_channel *ch,
         return;
     uint8_t pong[12];
     memcpy(pong, rx, 8);        /* seq, echoed as sent */
-    put_le32(pong + 8, 0);      /* healthy */
+    hf_put_le32(pong + 8, 0);      /* healthy */
     send_reply(ch, p, pong, sizeof(pong));
 }
 
@@ -198,12 +182,12 @@ static void on_shutdown(struct hf_vmbus_channel *ch, const struct hf_packet *p)
     if (p->type != HF_SHUTDOWN_REQUEST || p->length < 4)
         return;
     /* reason: the rest of the payload, up to a NUL if there is one */
-    uint32_t flags = get_le32(rx);
+    uint32_t flags = hf_get_le32(rx);
     const char *reason = (const char *)rx + 4;
     int32_t status = handlers && handlers->shutdown
                          ? handlers->shutdown(flags, reason) : 0;
     uint8_t ack[4];
-    put_le32(ack, (uint32_t)status);
+    hf_put_le32(ack, (uint32_t)status);
     send_reply(ch, p, ack, sizeof(ack));
     if (status == 0)
         shutdown_ok = 1;
@@ -213,8 +197,8 @@ static void on_timesync(const struct hf_packet *p)
 {
     if (p->type != HF_TIMESYNC_TIME || p->length < 12)
         return;
-    uint64_t unix_ns = get_le64(rx);
-    uint32_t flags = get_le32(rx + 8);
+    uint64_t unix_ns = hf_get_le64(rx);
+    uint32_t flags = hf_get_le32(rx + 8);
     time_offset_ns = unix_ns - hf_mtime() * NS_PER_TICK;
     time_valid = 1;
     if (handlers && handlers->time)
@@ -254,7 +238,7 @@ static void on_kvp(struct hf_vmbus_channel *ch, const struct hf_packet *p)
         uint32_t kl = (uint32_t)hf_strlen(key);
         const char *value = e ? e->value : "";
         uint32_t vl = (uint32_t)hf_strlen(value);
-        put_le32(reply, e ? 0u : (uint32_t)HF_EINVAL);
+        hf_put_le32(reply, e ? 0u : (uint32_t)HF_EINVAL);
         memcpy(reply + 4, key, kl + 1);
         memcpy(reply + 4 + kl + 1, value, vl + 1);
         send_reply(ch, p, reply, 4 + kl + 1 + vl + 1);
@@ -285,4 +269,27 @@ int hf_ic_poll(void)
         }
     }
     return handled;
+}
+
+void hf_ic_service(uint64_t drain_ticks)
+{
+    hf_ic_poll();
+    if (!hf_ic_shutdown_accepted())
+        return;
+    /* give the host a moment to read the ACK before the machine stops */
+    uint64_t until = hf_mtime() + drain_ticks;
+    while (!hf_ic_tx_idle() && hf_mtime() < until)
+        hf_vmbus_wait(hf_mtime() + HF_MTIME_HZ / 1000u);
+    hf_exit(0);
+}
+
+int hf_ic_open_reporting(const char *prog, uint32_t type, const char *name,
+                         void *ring, uint32_t pages)
+{
+    int rc = hf_ic_open(type, ring, pages);
+    if (rc == HF_VMBUS_ENOCHANNEL)
+        hf_printf("%s: no %s channel\n", prog, name);
+    else if (rc)
+        hf_printf("%s: open %s failed %d\n", prog, name, rc);
+    return rc;
 }

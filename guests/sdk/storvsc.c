@@ -14,26 +14,14 @@
 /* the host may set the flag without us seeing it: look every ~10 ms */
 #define REPOLL_TICKS   (HF_MTIME_HZ / 100u)
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
 
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
 
 /* {u64 offset; u32 length}: the head of READ and WRITE */
 static void io_head(uint8_t h[12], uint64_t offset, uint32_t len)
 {
-    put_le32(h, (uint32_t)offset);
-    put_le32(h + 4, (uint32_t)(offset >> 32));
-    put_le32(h + 8, len);
+    hf_put_le32(h, (uint32_t)offset);
+    hf_put_le32(h + 4, (uint32_t)(offset >> 32));
+    hf_put_le32(h + 8, len);
 }
 
 /* Send a request and wait for its reply, whose payload is spread over
@@ -105,13 +93,13 @@ int hf_storvsc_info(struct hf_storvsc *d, uint64_t *size, uint32_t *sector)
         return rc;
     if (rep.length < 4)
         return HF_VMBUS_EPROTO;
-    int32_t status = (int32_t)get_le32(r);
+    int32_t status = (int32_t)hf_get_le32(r);
     if (status)
         return status;
     if (rep.length < 16)
         return HF_VMBUS_EPROTO;
-    d->sector = get_le32(r + 4);
-    d->size = (uint64_t)get_le32(r + 8) | (uint64_t)get_le32(r + 12) << 32;
+    d->sector = hf_get_le32(r + 4);
+    d->size = (uint64_t)hf_get_le32(r + 8) | (uint64_t)hf_get_le32(r + 12) << 32;
     if (size)
         *size = d->size;
     if (sector)
@@ -146,7 +134,7 @@ int hf_storvsc_read(struct hf_storvsc *d, uint64_t offset, void *buf,
             return rc;
         if (rep.length < 4)
             return HF_VMBUS_EPROTO;
-        int32_t status = (int32_t)get_le32(st);
+        int32_t status = (int32_t)hf_get_le32(st);
         if (status)
             return status;
         if (rep.length != 4u + n)
@@ -176,7 +164,7 @@ int hf_storvsc_write(struct hf_storvsc *d, uint64_t offset, const void *buf,
             return rc;
         if (rep.length < 4)
             return HF_VMBUS_EPROTO;
-        int32_t status = (int32_t)get_le32(st);
+        int32_t status = (int32_t)hf_get_le32(st);
         if (status)
             return status;
         p += n;
@@ -198,5 +186,5 @@ int hf_storvsc_flush(struct hf_storvsc *d)
         return rc;
     if (rep.length < 4)
         return HF_VMBUS_EPROTO;
-    return (int32_t)get_le32(st);
+    return (int32_t)hf_get_le32(st);
 }

@@ -96,19 +96,7 @@ static int pattern_is(uint32_t seq, const uint8_t *b)
 
 /* ---- superblock -------------------------------------------------------- */
 
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
 
 static uint32_t fnv1a(const uint8_t *p, uint32_t n)
 {
@@ -122,9 +110,9 @@ static void write_superblock(void)
 {
     memset(sb, 0, sizeof(sb));
     memcpy(sb, "HFPROBE1", 8);
-    put_le32(sb + 8, boots);
-    put_le32(sb + 12, last_seq);
-    put_le32(sb + 16, fnv1a(sb, 16));
+    hf_put_le32(sb + 8, boots);
+    hf_put_le32(sb + 12, last_seq);
+    hf_put_le32(sb + 16, fnv1a(sb, 16));
     int rc = hf_storvsc_write(&disk, 0, sb, HF_SECTOR);
     if (rc)
         fail_status(rc);
@@ -140,12 +128,12 @@ static void read_superblock(void)
         last_seq = 0;
         return;
     }
-    if (get_le32(sb + 16) != fnv1a(sb, 16)) {
+    if (hf_get_le32(sb + 16) != fnv1a(sb, 16)) {
         hf_printf("disk: CORRUPT superblock\n");
         hf_exit(1);
     }
-    boots = get_le32(sb + 8);
-    last_seq = get_le32(sb + 12);
+    boots = hf_get_le32(sb + 8);
+    last_seq = hf_get_le32(sb + 12);
 }
 
 static void verify_records(void)
@@ -248,23 +236,12 @@ static const struct hf_ic_handlers handlers = {
 
 static void service(void)
 {
-    hf_ic_poll();
-    if (!hf_ic_shutdown_accepted())
-        return;
-    /* give the host a moment to read the ACK before the machine stops */
-    uint64_t until = hf_mtime() + DRAIN_TICKS;
-    while (!hf_ic_tx_idle() && hf_mtime() < until)
-        hf_vmbus_wait(hf_mtime() + HF_MTIME_HZ / 1000u);
-    hf_exit(0);
+    hf_ic_service(DRAIN_TICKS);
 }
 
 static void open_ic(uint32_t type, const char *name, void *ring)
 {
-    int rc = hf_ic_open(type, ring, IC_PAGES);
-    if (rc == HF_VMBUS_ENOCHANNEL)
-        hf_printf("vmbus-probe: no %s channel\n", name);
-    else if (rc)
-        hf_printf("vmbus-probe: open %s failed %d\n", name, rc);
+    hf_ic_open_reporting("vmbus-probe", type, name, ring, IC_PAGES);
 }
 
 /* ---- main loops -------------------------------------------------------- */
