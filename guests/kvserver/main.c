@@ -471,10 +471,6 @@ static void service(void)
     hf_ic_service(DRAIN_TICKS);
 }
 
-static void open_ic(uint32_t type, const char *name, void *ring)
-{
-    hf_ic_open_reporting("kvserver", type, name, ring, IC_PAGES);
-}
 
 static uint32_t keys_published;
 static uint64_t keys_published_at;
@@ -511,22 +507,13 @@ int main(uint32_t hartid, uintptr_t fdt)
 
     if (want_disk) {
         rc = hf_storvsc_open(&disk, 0, storage_ring, STORAGE_PAGES);
-        if (rc == HF_VMBUS_ENOCHANNEL)
-            hf_printf("kvserver: no storage channel\n");
-        else if (rc)
-            hf_printf("kvserver: open storage failed %d\n", rc);
+        hf_vmbus_report("kvserver", "storage", rc);
         have_disk = rc == 0;
     }
     rc = hf_netvsc_open(&nic, 0, net_ring, HF_NETVSC_RING_PAGES);
-    if (rc == HF_VMBUS_ENOCHANNEL)
-        hf_printf("kvserver: no network channel\n");
-    else if (rc)
-        hf_printf("kvserver: open network failed %d\n", rc);
+    hf_vmbus_report("kvserver", "network", rc);
     have_nic = rc == 0;
-    open_ic(HF_CH_HEARTBEAT, "heartbeat", ic_rings[0]);
-    open_ic(HF_CH_SHUTDOWN, "shutdown", ic_rings[1]);
-    open_ic(HF_CH_TIMESYNC, "timesync", ic_rings[2]);
-    open_ic(HF_CH_KVP, "kvp", ic_rings[3]);
+    hf_ic_open_all("kvserver", ic_rings, IC_PAGES);
     hf_ic_set_handlers(&handlers);
 
     if (have_disk)

@@ -220,11 +220,13 @@ int hf_ic_kvp_delete(const char *key);
 /* Poll the ICs; once a shutdown was accepted, give the host up to
  * drain_ticks to read the ACK, then power off with success. */
 void hf_ic_service(uint64_t drain_ticks);
-/* hf_ic_open, saying on the console when the channel is missing or does
- * not open ("<prog>: no <name> channel", "<prog>: open <name> failed
- * <rc>"). */
-int hf_ic_open_reporting(const char *prog, uint32_t type, const char *name,
-                         void *ring, uint32_t pages);
+/* Says on the console why a channel did not open, if it did not
+ * ("<prog>: no <name> channel", "<prog>: open <name> failed <rc>");
+ * returns rc. */
+int hf_vmbus_report(const char *prog, const char *name, int rc);
+/* Opens the heartbeat, shutdown, time sync and KVP channels on four
+ * consecutive ring areas of `pages` pages each, reporting failures. */
+void hf_ic_open_all(const char *prog, void *rings, uint32_t pages);
 
 /* ---- little-endian packet fields --------------------------------------- */
 static inline uint32_t hf_get_le32(const uint8_t *p)

@@ -283,13 +283,24 @@ void hf_ic_service(uint64_t drain_ticks)
     hf_exit(0);
 }
 
-int hf_ic_open_reporting(const char *prog, uint32_t type, const char *name,
-                         void *ring, uint32_t pages)
+int hf_vmbus_report(const char *prog, const char *name, int rc)
 {
-    int rc = hf_ic_open(type, ring, pages);
     if (rc == HF_VMBUS_ENOCHANNEL)
         hf_printf("%s: no %s channel\n", prog, name);
     else if (rc)
         hf_printf("%s: open %s failed %d\n", prog, name, rc);
     return rc;
+}
+
+void hf_ic_open_all(const char *prog, void *rings, uint32_t pages)
+{
+    static const struct { uint32_t type; const char *name; } ics[] = {
+        { HF_CH_HEARTBEAT, "heartbeat" }, { HF_CH_SHUTDOWN, "shutdown" },
+        { HF_CH_TIMESYNC, "timesync" }, { HF_CH_KVP, "kvp" },
+    };
+    for (uint32_t i = 0; i < 4; i++)
+        hf_vmbus_report(prog, ics[i].name,
+                        hf_ic_open(ics[i].type,
+                                   (uint8_t *)rings + i * pages * HF_PAGE_SIZE,
+                                   pages));
 }

@@ -239,10 +239,6 @@ static void service(void)
     hf_ic_service(DRAIN_TICKS);
 }
 
-static void open_ic(uint32_t type, const char *name, void *ring)
-{
-    hf_ic_open_reporting("vmbus-probe", type, name, ring, IC_PAGES);
-}
 
 /* ---- main loops -------------------------------------------------------- */
 
@@ -322,16 +318,10 @@ int main(uint32_t hartid, uintptr_t fdt)
 
     if (want_disk) {
         rc = hf_storvsc_open(&disk, 0, storage_ring, STORAGE_PAGES);
-        if (rc == HF_VMBUS_ENOCHANNEL)
-            hf_printf("vmbus-probe: no storage channel\n");
-        else if (rc)
-            hf_printf("vmbus-probe: open storage failed %d\n", rc);
+        hf_vmbus_report("vmbus-probe", "storage", rc);
         have_disk = rc == 0;
     }
-    open_ic(HF_CH_HEARTBEAT, "heartbeat", ic_rings[0]);
-    open_ic(HF_CH_SHUTDOWN, "shutdown", ic_rings[1]);
-    open_ic(HF_CH_TIMESYNC, "timesync", ic_rings[2]);
-    open_ic(HF_CH_KVP, "kvp", ic_rings[3]);
+    hf_ic_open_all("vmbus-probe", ic_rings, IC_PAGES);
     hf_ic_set_handlers(&handlers);
 
     if (have_disk)
