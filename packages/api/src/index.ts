@@ -1,11 +1,11 @@
 export {
-  BOOT_MODES, MEMBER_ROLES, MIGRATION_KINDS, MIGRATION_PHASES, NO_CONVERGENCE_POLICIES, NODE_STATES, OWNER_CHANGE_REASONS, RESTART_POLICIES,
+  BOOT_MODES, GUEST_HEALTHS, MEMBER_ROLES, MIGRATION_KINDS, MIGRATION_PHASES, NO_CONVERGENCE_POLICIES, NODE_STATES, OWNER_CHANGE_REASONS, RESTART_POLICIES,
   VM_DESIRED_STATES, VM_MIGRATION_EVENT_KINDS, VM_PRIORITIES, VM_STATES,
 } from "./types.js";
 export type {
   AddMemberRequest, ApiLogger, Backend, BootMode, CallContext, CancelMigrationRequest, ClusterStatus, ClusterStatusRequest, ConsoleInput,
   ConsoleOpenRequest, ConsoleOutput, ConsolidationRatios, CreateVmRequest, DeleteVmRequest, DeleteVmResponse, DrainNodeRequest,
-  GetMigrationRequest, GetVmRequest, ListMigrationsRequest, ListMigrationsResponse, ListNodesRequest, ListNodesResponse, ListVmsRequest,
+  GuestHealth, GetMigrationRequest, GetVmRequest, ListMigrationsRequest, ListMigrationsResponse, ListNodesRequest, ListNodesResponse, ListVmsRequest,
   ListVmsResponse, Member, MemberRole, MembersRequest, MembersResponse, MigrateRequest, MigrateResponse, Migration, MigrationKind,
   MigrationOptions, MigrationPhase, MigrationProgress, MigrationResult, MigrationUpdate, MigrationUpdateBody, NoConvergencePolicy, Node,
   NodeState, NodeUsage, OwnerChangeReason, PauseVmRequest, PromoteMemberRequest, RemoveMemberRequest, RemoveMemberResponse, RequestOf,
@@ -26,6 +26,7 @@ export {
   validateListMigrationsRequest, validateListNodesRequest, validateListVmsRequest, validateMemberIdRequest, validateMigrateRequest,
   validateMigrationIdRequest, validateNodeRequest, validateSavedStateRequest, validateStopVmRequest, validateVmNameRequest,
   validateWatchEventsRequest, VM_MEMORY_BYTES_MAX, VM_VCPUS_MAX, VM_VCPUS_MIN,
+  VM_DISKS_MAX, DISK_SECTOR_BYTES, DISK_BYTES_MAX,
 } from "./validate.js";
 export type { FieldViolation } from "./validate.js";
 export { API_METHODS, API_PACKAGE, API_PROTO_FILES, API_SERVICES, methodName, methodOf, methodPath, WRITE_METHODS } from "./methods.js";

@@ -89,7 +89,15 @@ export interface VmSpec {
   antiAffinityGroup: string;
   priority: VmPriority;
   restartPolicy: RestartPolicy;
+  /** Virtual disk sizes, in order. */
+  diskBytes: number[];
+  /** The guest is not offered the integration services. */
+  noIntegration: boolean;
 }
+
+/** `Vm.guestHealth`: the heartbeat's view of the guest, or "unknown" (see the proto). */
+export const GUEST_HEALTHS = ["ok", "unhealthy", "no-contact", "not-connected", "unknown"] as const;
+export type GuestHealth = (typeof GUEST_HEALTHS)[number];
 
 export interface Vm {
   name: string;
@@ -105,6 +113,13 @@ export interface Vm {
   createdAtMs: number;
   /** The saved state the owner writes (desired SAVED) or loads at the next start; empty when none. */
   savedState: string;
+  /**
+   * One of `GUEST_HEALTHS`, as the owner node's heartbeat sees the guest; "unknown" when the VM does
+   * not run or the answering node is not its owner and could not ask it.
+   */
+  guestHealth: string;
+  /** What the guest published through KVP (as the owner last heard it). */
+  guestKvp: Record<string, string>;
 }
 
 export interface CreateVmRequest {
@@ -118,6 +133,9 @@ export interface CreateVmRequest {
   priority: VmPriority;
   restartPolicy: RestartPolicy;
   start: boolean;
+  /** Virtual disk sizes (each a positive multiple of 512, at most 64 GiB; at most 8). */
+  diskBytes: number[];
+  noIntegration: boolean;
 }
 
 export interface StartVmRequest {
@@ -126,8 +144,9 @@ export interface StartVmRequest {
 
 export interface StopVmRequest {
   name: string;
+  /** Turn it off at once: do not ask the guest to shut down. */
   force: boolean;
-  /** 0: the server's default. */
+  /** How long the guest has to power off after the shutdown request; 0: the owner node's default. */
   timeoutMs: number;
 }
 

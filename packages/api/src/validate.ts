@@ -34,6 +34,11 @@ export const VM_VCPUS_MAX = 8;
 export const IMAGE_LENGTH_MAX = 1024;
 export const BOOTARGS_LENGTH_MAX = 1024;
 export const STOP_TIMEOUT_MS_MAX = 3_600_000;
+/** Virtual disks of one VM, at most. */
+export const VM_DISKS_MAX = 8;
+/** A virtual disk's size: a positive multiple of this, at most DISK_BYTES_MAX (64 GiB). */
+export const DISK_SECTOR_BYTES = 512;
+export const DISK_BYTES_MAX = 64 * 1024 * 1024 * 1024;
 export const DOWNTIME_LIMIT_MS_MAX = 60_000;
 export const MAX_ROUNDS_MAX = 10_000;
 /** 1 TB/s: far above any link; a larger number is a mistake. */
@@ -187,6 +192,20 @@ export function validateCreateVmRequest(request: unknown): FieldViolation[] {
     c.enumValue("priority", r.priority, VM_PRIORITIES);
     c.enumValue("restart_policy", r.restartPolicy, RESTART_POLICIES);
     c.bool("start", r.start);
+    const disks = r.diskBytes;
+    if (disks !== undefined && disks !== null) {
+      if (!Array.isArray(disks)) c.fail("disk_bytes", `must be a list of sizes, got ${show(disks)}`);
+      else {
+        if (disks.length > VM_DISKS_MAX) c.fail("disk_bytes", `at most ${VM_DISKS_MAX} disks, got ${disks.length}`);
+        disks.forEach((size: unknown, i: number) => {
+          if (typeof size !== "number" || !Number.isSafeInteger(size)) c.fail(`disk_bytes[${i}]`, `must be an integer, got ${show(size)}`);
+          else if (size <= 0) c.fail(`disk_bytes[${i}]`, `must be positive, got ${size}`);
+          else if (size % DISK_SECTOR_BYTES !== 0) c.fail(`disk_bytes[${i}]`, `must be a multiple of ${DISK_SECTOR_BYTES} (disk sectors), got ${size}`);
+          else if (size > DISK_BYTES_MAX) c.fail(`disk_bytes[${i}]`, `must be at most ${DISK_BYTES_MAX} (64 GiB), got ${size}`);
+        });
+      }
+    }
+    if (r.noIntegration !== undefined) c.bool("no_integration", r.noIntegration);
   });
 }
 

@@ -92,6 +92,8 @@ export class FakeBackend implements Backend {
         antiAffinityGroup: r.antiAffinityGroup ?? "",
         priority: r.priority === undefined || r.priority === "VM_PRIORITY_UNSPECIFIED" ? "VM_PRIORITY_NORMAL" : r.priority,
         restartPolicy: r.restartPolicy === undefined || r.restartPolicy === "RESTART_POLICY_UNSPECIFIED" ? "RESTART_POLICY_RESTART" : r.restartPolicy,
+        diskBytes: [...(r.diskBytes ?? [])],
+        noIntegration: r.noIntegration ?? false,
       },
       desiredState: state === "VM_STATE_RUNNING" ? "VM_DESIRED_STATE_RUNNING" : "VM_DESIRED_STATE_STOPPED",
       state,
@@ -101,6 +103,8 @@ export class FakeBackend implements Backend {
       migrationId: "",
       createdAtMs: this.nowMs,
       savedState: "",
+      guestHealth: "unknown",
+      guestKvp: {},
     };
   }
 
@@ -134,7 +138,11 @@ export class FakeBackend implements Backend {
 
   private setState(vm: Vm, state: VmState, desired: Vm["desiredState"], reason: string): Vm {
     const previous = vm.state;
-    const next: Vm = { ...vm, state, desiredState: desired };
+    // the guest answers while it runs (fleetd: the owner's heartbeat and KVP)
+    const guest: Pick<Vm, "guestHealth" | "guestKvp"> = state === "VM_STATE_RUNNING" && !vm.spec.noIntegration
+      ? { guestHealth: "ok", guestKvp: { "probe.status": "ready" } }
+      : { guestHealth: "unknown", guestKvp: {} };
+    const next: Vm = { ...vm, ...guest, state, desiredState: desired };
     this.vms.set(vm.name, next);
     this.publish(vm.name, { event: "stateChanged", stateChanged: { desiredState: desired, previousState: previous, state, reason } });
     return next;

@@ -24,11 +24,11 @@ function definition(name: string): Definition {
 
 const spec: T.VmSpec = {
   memoryBytes: 268435456, vcpus: 2, image: "guests/echo.elf", bootMode: "BOOT_MODE_SBI", bootargs: "console=hvc0", antiAffinityGroup: "db",
-  priority: "VM_PRIORITY_HIGH", restartPolicy: "RESTART_POLICY_DO_NOT_RESTART",
+  priority: "VM_PRIORITY_HIGH", restartPolicy: "RESTART_POLICY_DO_NOT_RESTART", diskBytes: [67108864, 512], noIntegration: true,
 };
 const vm: T.Vm = {
   name: "web", spec, desiredState: "VM_DESIRED_STATE_RUNNING", state: "VM_STATE_RUNNING", owner: "n1", epoch: 7, pendingReason: "",
-  migrationId: "m3", createdAtMs: 1_700_000_000_123, savedState: "before-upgrade",
+  migrationId: "m3", createdAtMs: 1_700_000_000_123, savedState: "before-upgrade", guestHealth: "ok", guestKvp: { "probe.status": "ready" },
 };
 const progress: T.MigrationProgress = {
   phase: "MIGRATION_PHASE_PRECOPY", round: 2, pagesRemaining: 1234, dirtyPagesPerSecond: 5000.5, throughputBytesPerSecond: 1.25e9,
@@ -60,7 +60,7 @@ const samples: Record<string, object> = {
   Vm: vm,
   CreateVmRequest: {
     name: "web", memoryBytes: 4096, vcpus: 1, image: "i", bootMode: "BOOT_MODE_BARE", bootargs: "a", antiAffinityGroup: "g",
-    priority: "VM_PRIORITY_LOW", restartPolicy: "RESTART_POLICY_RESTART", start: true,
+    priority: "VM_PRIORITY_LOW", restartPolicy: "RESTART_POLICY_RESTART", start: true, diskBytes: [1048576], noIntegration: true,
   } satisfies T.CreateVmRequest,
   StartVmRequest: { name: "web" } satisfies T.StartVmRequest,
   StopVmRequest: { name: "web", force: true, timeoutMs: 5 } satisfies T.StopVmRequest,

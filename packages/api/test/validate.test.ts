@@ -20,6 +20,8 @@ const create: CreateVmRequest = {
   priority: "VM_PRIORITY_UNSPECIFIED",
   restartPolicy: "RESTART_POLICY_UNSPECIFIED",
   start: false,
+  diskBytes: [],
+  noIntegration: false,
 };
 
 const migrate: MigrateRequest = {
@@ -89,6 +91,16 @@ describe("validate", () => {
       expect(fields(validateVmNameRequest({ name: bad }))).toEqual(["name"]);
     }
     expect(validateVmNameRequest({ name: "a".repeat(63) })).toEqual([]);
+  });
+
+  it("validate - disk_bytes: each a positive multiple of 512, at most 64 GiB, at most 8 disks", () => {
+    expect(validateCreateVmRequest({ ...create, diskBytes: [512, 64 * MiB, 64 * GiB] })).toEqual([]);
+    expect(validateCreateVmRequest({ ...create, diskBytes: [MiB, 1000] })).toEqual([{ field: "disk_bytes[1]", description: "must be a multiple of 512 (disk sectors), got 1000" }]);
+    expect(fields(validateCreateVmRequest({ ...create, diskBytes: [0] }))).toEqual(["disk_bytes[0]"]);
+    expect(fields(validateCreateVmRequest({ ...create, diskBytes: [-512] }))).toEqual(["disk_bytes[0]"]);
+    expect(fields(validateCreateVmRequest({ ...create, diskBytes: [64 * GiB + 512] }))).toEqual(["disk_bytes[0]"]);
+    expect(fields(validateCreateVmRequest({ ...create, diskBytes: Array.from({ length: 9 }, () => MiB) }))).toEqual(["disk_bytes"]);
+    expect(fields(validateCreateVmRequest({ ...create, noIntegration: "yes" }))).toEqual(["no_integration"]);
   });
 
   it("validate - memory_bytes: a positive multiple of 4 KiB, at most 2 GiB", () => {

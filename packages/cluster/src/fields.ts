@@ -21,6 +21,12 @@ export const CLUSTER_NODES_MAX = 1024;
 /** The most VMs the cluster state holds; a createVm beyond it is refused (NO_CAPACITY). */
 export const CLUSTER_VMS_MAX = 100_000;
 
+/** Virtual disks of one VM, at most. */
+export const VM_DISKS_MAX = 8;
+/** Virtual disk sizes: a positive multiple of 512 bytes, at most 64 GiB. */
+export const DISK_SECTOR_BYTES = 512;
+export const DISK_BYTES_MAX = 64 * 2 ** 30;
+
 /** Node, VM and group ids: 1 to 64 characters, letters, digits, '.', '_', '-', starting alphanumeric. */
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** Label keys: 1 to 63 characters, letters, digits, '.', '/', '-', alphanumeric at both ends. */
@@ -131,11 +137,24 @@ export function nodeCapacity(value: unknown, path: string): Capacity {
   });
 }
 
-const SPEC_FIELDS = ["memoryBytes", "vcpus", "image", "bootMode", "bootargs", "antiAffinityGroup", "affinityGroup", "priority", "restartPolicy"] as const;
+const SPEC_FIELDS = ["memoryBytes", "vcpus", "image", "bootMode", "bootargs", "antiAffinityGroup", "affinityGroup", "priority", "restartPolicy", "disks", "integration"] as const;
+
+/** A VM's virtual disks in normal form; `[]` when absent (specs written before disks existed). */
+export function vmDisks(value: unknown, path: string): VmSpec["disks"] {
+  if (value === undefined || value === null) return Object.freeze([]);
+  if (!Array.isArray(value)) fail(path, "must be an array of disks", value);
+  if (value.length > VM_DISKS_MAX) throw new ClusterCommandError(`${path} has ${value.length} disks, more than ${VM_DISKS_MAX}`);
+  return Object.freeze(value.map((d: unknown, i) => {
+    const f = record(d, `${path}[${i}]`, ["sizeBytes"]);
+    const sizeBytes = safeInteger(f["sizeBytes"], `${path}[${i}].sizeBytes`, DISK_SECTOR_BYTES, DISK_BYTES_MAX);
+    if (sizeBytes % DISK_SECTOR_BYTES !== 0) fail(`${path}[${i}].sizeBytes`, `must be a multiple of ${DISK_SECTOR_BYTES}`, sizeBytes);
+    return Object.freeze({ sizeBytes });
+  }));
+}
 
 /**
  * A VM spec in normal form. Defaults for absent fields: bootargs "", no groups, priority "normal",
- * restart policy "restart". Memory must be a positive multiple of 4 KiB, vCPUs 1 to 64.
+ * restart policy "restart", no disks, integration services on. Memory must be a positive multiple of 4 KiB, vCPUs 1 to 64.
  */
 export function vmSpec(value: unknown, path: string): VmSpec {
   const f = record(value, path, SPEC_FIELDS);
@@ -151,5 +170,7 @@ export function vmSpec(value: unknown, path: string): VmSpec {
     affinityGroup: optionalId(f["affinityGroup"], `${path}.affinityGroup`),
     priority: f["priority"] === undefined ? "normal" : oneOf(f["priority"], VM_PRIORITIES, `${path}.priority`),
     restartPolicy: f["restartPolicy"] === undefined ? "restart" : oneOf(f["restartPolicy"], RESTART_POLICIES, `${path}.restartPolicy`),
+    disks: vmDisks(f["disks"], `${path}.disks`),
+    integration: f["integration"] === undefined || f["integration"] === null ? true : optionalBoolean(f["integration"], `${path}.integration`),
   });
 }

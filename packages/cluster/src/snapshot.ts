@@ -149,6 +149,8 @@ function canonical(data: ClusterData): unknown {
         affinityGroup: vm.spec.affinityGroup,
         priority: vm.spec.priority,
         restartPolicy: vm.spec.restartPolicy,
+        disks: vm.spec.disks.map((d) => ({ sizeBytes: d.sizeBytes })),
+        integration: vm.spec.integration,
       },
       desiredState: vm.desiredState,
       owner: vm.owner,

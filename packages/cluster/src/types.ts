@@ -96,6 +96,15 @@ export interface VmSpec {
   readonly affinityGroup: string | null;
   readonly priority: VmPriority;
   readonly restartPolicy: RestartPolicy;
+  /** Virtual disks on cluster storage, in order (0 to 8): each a positive multiple of 512 bytes, at most 64 GiB. */
+  readonly disks: readonly VmDisk[];
+  /** Whether the guest is offered the integration services (heartbeat, shutdown, time sync, KVP). */
+  readonly integration: boolean;
+}
+
+/** One virtual disk of a VM. */
+export interface VmDisk {
+  readonly sizeBytes: number;
 }
 
 /** The last state the owner reported, with the epoch it reported at. */

@@ -36,7 +36,7 @@ describe("commands - encoding", () => {
       type: "createVm", atMs: 0, vm: "a", desiredState: "running", node: null,
       spec: {
         memoryBytes: 4096, vcpus: 1, image: "guests/build/hello.elf", bootMode: "bare", bootargs: "", antiAffinityGroup: null, affinityGroup: null,
-        priority: "normal", restartPolicy: "restart",
+        priority: "normal", restartPolicy: "restart", disks: [], integration: true,
       },
     });
     expect(decodeCommand(encodeCommand({ type: "transfer", atMs: 0, vm: "a", from: "x", to: "y", epoch: 1 }))).toMatchObject({ migrationId: null });
@@ -133,5 +133,16 @@ describe("state - apply order", () => {
     expect(() => new ClusterState({ leaseMsMax: 0 })).toThrow("options.leaseMsMax must be an integer ≥ 1, got 0");
     expect(() => new ClusterState({ placementPolicy: "random" as "spread" })).toThrow(/options\.placementPolicy must be one of best-fit, spread/);
     expect(new ClusterState().options).toEqual({ vcpuOvercommitRatio: 4, placementPolicy: "best-fit", leaseMsMax: 60_000 });
+  });
+});
+
+describe("commands - VM disks", () => {
+  it("refuses a disk size that is not a positive multiple of 512 up to 64 GiB, and more than 8 disks, naming the field", () => {
+    const create = (disks: { sizeBytes: number }[]): ClusterCommand => ({ type: "createVm", atMs: 0, vm: "a", spec: spec(4096, 1, { disks }) });
+    expect(() => encodeCommand(create([{ sizeBytes: 1000 }]))).toThrow("createVm.spec.disks[0].sizeBytes must be a multiple of 512, got 1000");
+    expect(() => encodeCommand(create([{ sizeBytes: 512 }, { sizeBytes: 0 }]))).toThrow(/createVm\.spec\.disks\[1\]\.sizeBytes must be an integer from 512/);
+    expect(() => encodeCommand(create([{ sizeBytes: 128 * GiB }]))).toThrow(/disks\[0\]\.sizeBytes/);
+    expect(() => encodeCommand(create(Array.from({ length: 9 }, () => ({ sizeBytes: MiB }))))).toThrow("createVm.spec.disks has 9 disks, more than 8");
+    expect(decodeCommand(encodeCommand(create([{ sizeBytes: MiB }])))).toMatchObject({ spec: { disks: [{ sizeBytes: MiB }], integration: true } });
   });
 });

@@ -165,3 +165,18 @@ describe("snapshot - damage", () => {
     expectRefused(t, good, "snapshot options (vcpuOvercommitRatio 4, placementPolicy best-fit, leaseMsMax 60000) differ from this member's (2, best-fit, 60000): every member must run with the same options");
   });
 });
+
+describe("snapshot - VM devices", () => {
+  it("round-trips disks and integration, and loads a snapshot written before they existed with no disks and integration on", () => {
+    const s = build([...history, { type: "createVm", atMs: 6, vm: "store", spec: spec(MiB, 1, { disks: [{ sizeBytes: 64 * MiB }, { sizeBytes: 512 }], integration: false }) }]);
+    const copy = new ClusterState();
+    copy.restore(s.snapshot());
+    expect(copy.getVm("store")!.spec).toMatchObject({ disks: [{ sizeBytes: 64 * MiB }, { sizeBytes: 512 }], integration: false });
+    expect(copy.getVm("db")!.spec).toMatchObject({ disks: [], integration: true });
+    const old = new TextDecoder().decode(s.snapshot().subarray(10, -4)).replaceAll(/,"disks":\[[^\]]*\],"integration":(true|false)/g, "");
+    expect(old).not.toContain("disks");
+    const restored = new ClusterState();
+    restored.restore(seal(old));
+    expect(restored.getVm("store")!.spec).toMatchObject({ disks: [], integration: true });
+  });
+});

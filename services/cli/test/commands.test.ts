@@ -56,7 +56,7 @@ async function addVm(backend: FakeBackend, name: string): Promise<void> {
   await backend.createVm(
     {
       name, memoryBytes: 64 * MiB, vcpus: 1, image: "dirtier", bootMode: "BOOT_MODE_BARE", bootargs: "", antiAffinityGroup: "",
-      priority: "VM_PRIORITY_NORMAL", restartPolicy: "RESTART_POLICY_RESTART", start: true,
+      priority: "VM_PRIORITY_NORMAL", restartPolicy: "RESTART_POLICY_RESTART", start: true, diskBytes: [], noIntegration: false,
     },
     callContext(),
   );
@@ -184,6 +184,25 @@ describe.concurrent("commands - VM lifecycle", { timeout: 60_000 }, () => {
     const both = await hyperfleet(["vm", "stop", "web", "--force", "--timeout", "5", ...c.flags()]);
     expect(both.code).toBe(2);
     expect(oneLine(both.stderr)).toMatch(/^hyperfleet: --timeout is for a clean shutdown/);
+  });
+
+  it("vm - create --disk (repeatable) and --no-integration; show prints disks, guest health and KVP", async () => {
+    const r = await hyperfleet(["vm", "create", "t6", "--memory", "32M", "--image", "vmbus-probe", "--disk", "64M", "--disk", "1G", ...c.flags()]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(c.get().backend.vms.get("t6")!.spec).toMatchObject({ diskBytes: [64 * MiB, 1024 * MiB], noIntegration: false });
+    const bare = await hyperfleet(["vm", "create", "t8", "--memory", "32M", "--image", "vmbus-probe", "--no-integration", "--no-start", ...c.flags()]);
+    expect(bare.code).toBe(0);
+    expect(c.get().backend.vms.get("t8")!.spec).toMatchObject({ diskBytes: [], noIntegration: true });
+    const shown = await hyperfleet(["vm", "show", "t6", ...c.flags()]);
+    expect(shown.stdout).toMatch(/Disks:\s+disk0 64M, disk1 1G\n/);
+    expect(shown.stdout).toMatch(/Integration:\s+on\n/);
+    expect(shown.stdout).toMatch(/Guest health:\s+ok\n/);
+    expect(shown.stdout).toMatch(/Guest KVP:\s+probe\.status=ready\n/);
+    const bad = await hyperfleet(["vm", "create", "t7", "--image", "vmbus-probe", "--disk", "1.1K", ...c.flags()]);
+    expect(bad.code).toBe(2);
+    expect(oneLine(bad.stderr)).toMatch(/^hyperfleet: --disk: 1.1K is not a positive multiple of 512 bytes/);
+    expect(c.get().backend.vms.has("t7")).toBe(false);
   });
 
   it("create starts the VM unless --no-start", async () => {

@@ -8,11 +8,12 @@ import type {
   AddMemberRequest, Backend, CallContext, CancelMigrationRequest, ClusterStatus, ConsoleOpenRequest, ConsoleOutput, CreateVmRequest,
   DeleteVmRequest, DeleteVmResponse, GetMigrationRequest, GetVmRequest, ListMigrationsRequest, ListMigrationsResponse, ListNodesRequest,
   ListNodesResponse, ListVmsRequest, ListVmsResponse, Member, MembersResponse, MigrateRequest, MigrateResponse, Migration, MigrationUpdate,
-  Node, PromoteMemberRequest, RemoveMemberRequest, RemoveMemberResponse, RestoreVmRequest, ResumeNodeRequest, SaveVmRequest, SaveVmResponse, Vm,
+  Node, PromoteMemberRequest, RemoveMemberRequest, RemoveMemberResponse, RestoreVmRequest, ResumeNodeRequest, SaveVmRequest, SaveVmResponse, StopVmRequest, Vm,
   VmEvent, VmState, WatchEventsRequest, DrainNodeRequest,
 } from "@hyperfleet/api";
 import { ApiError } from "@hyperfleet/api";
 import type { ClusterCommand, ClusterSuccess, MigrationRecord, NodeView, VmRecord } from "@hyperfleet/cluster";
+import type { GuestView } from "./devices.js";
 import type { FleetdNode } from "./node.js";
 
 export function vmState(vm: VmRecord): VmState {
@@ -40,7 +41,11 @@ function apiDesiredState(d: VmRecord["desiredState"]): Vm["desiredState"] {
   }
 }
 
-export function toApiVm(vm: VmRecord, migration: MigrationRecord | null): Vm {
+/**
+ * The API's view of a VM. `guest`: what the owner's devices say of the guest (health and KVP);
+ * "unknown" and no values when not given.
+ */
+export function toApiVm(vm: VmRecord, migration: MigrationRecord | null, guest: GuestView = UNKNOWN_GUEST): Vm {
   return {
     name: vm.id,
     spec: {
@@ -52,6 +57,8 @@ export function toApiVm(vm: VmRecord, migration: MigrationRecord | null): Vm {
       antiAffinityGroup: vm.spec.antiAffinityGroup ?? "",
       priority: vm.spec.priority === "high" ? "VM_PRIORITY_HIGH" : vm.spec.priority === "low" ? "VM_PRIORITY_LOW" : "VM_PRIORITY_NORMAL",
       restartPolicy: vm.spec.restartPolicy === "do-not-restart" ? "RESTART_POLICY_DO_NOT_RESTART" : "RESTART_POLICY_RESTART",
+      diskBytes: vm.spec.disks.map((d) => d.sizeBytes),
+      noIntegration: !vm.spec.integration,
     },
     desiredState: apiDesiredState(vm.desiredState),
     state: vmState(vm),
@@ -61,8 +68,12 @@ export function toApiVm(vm: VmRecord, migration: MigrationRecord | null): Vm {
     migrationId: migration === null ? "" : String(migration.migrationId),
     createdAtMs: vm.createdAtMs,
     savedState: vm.savedState ?? "",
+    guestHealth: guest.health,
+    guestKvp: { ...guest.kvp },
   };
 }
+
+const UNKNOWN_GUEST: GuestView = Object.freeze({ health: "unknown", kvp: Object.freeze({}) });
 
 function toApiNode(n: NodeView, nowMs: number, runningVms: number): Node {
   return {
@@ -81,6 +92,8 @@ function toApiNode(n: NodeView, nowMs: number, runningVms: number): Node {
 const SAVE_TIMEOUT_MS = 120_000;
 const RESTORE_TIMEOUT_MS = 60_000;
 const POLL_MS = 50;
+/** A graceful stop leaves this much of the call's deadline for turning the VM off. */
+const STOP_DEADLINE_MARGIN_MS = 2000;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 /** A learner at most this many entries behind the commit index may be promoted. */
@@ -108,7 +121,8 @@ export class NodeBackend implements Backend {
   }
 
   private view(name: string): Vm {
-    return toApiVm(this.vmOrThrow(name), this.node.state.getMigration(name));
+    const vm = this.vmOrThrow(name);
+    return toApiVm(vm, this.node.state.getMigration(name), vm.owner === this.node.id ? this.node.devices.guest(name) : UNKNOWN_GUEST);
   }
 
   private async command<T extends ClusterSuccess["type"]>(command: ClusterCommand & { type: T }): Promise<Extract<ClusterSuccess, { type: T }>> {
@@ -129,6 +143,8 @@ export class NodeBackend implements Backend {
         antiAffinityGroup: r.antiAffinityGroup === "" ? null : r.antiAffinityGroup,
         priority: r.priority === "VM_PRIORITY_HIGH" ? "high" : r.priority === "VM_PRIORITY_LOW" ? "low" : "normal",
         restartPolicy: r.restartPolicy === "RESTART_POLICY_DO_NOT_RESTART" ? "do-not-restart" : "restart",
+        disks: (r.diskBytes ?? []).map((sizeBytes) => ({ sizeBytes })),
+        integration: r.noIntegration !== true,
       },
       desiredState: r.start ? "running" : "stopped",
     });
@@ -159,7 +175,20 @@ export class NodeBackend implements Backend {
     return this.desire(r.name, "running");
   }
 
-  stopVm(r: { name: string }): Promise<Vm> {
+  /**
+   * Stop: unless `force`, the guest of a running VM is first asked to shut down through its shutdown
+   * integration service (when it has the channel open) and given `timeoutMs` (0: this node's
+   * --guest-shutdown-timeout-ms, cut short by the call's deadline) to power off; then the desired
+   * state becomes stopped and the owner turns the VM off, as a forced stop does at once.
+   */
+  async stopVm(r: StopVmRequest, context?: CallContext): Promise<Vm> {
+    const vm = this.vmOrThrow(r.name);
+    if (r.force !== true && vm.owner !== null && vm.desiredState === "running" && vm.actual?.epoch === vm.epoch && vm.actual.state === "running") {
+      let timeoutMs = r.timeoutMs > 0 ? r.timeoutMs : this.node.config.guestShutdownTimeoutMs;
+      const deadlineMs = context?.deadlineMs ?? null;
+      if (deadlineMs !== null) timeoutMs = Math.min(timeoutMs, Math.max(0, deadlineMs - Date.now() - STOP_DEADLINE_MARGIN_MS));
+      if (timeoutMs > 0) await this.node.shutdownGuest(vm.owner, r.name, timeoutMs);
+    }
     return this.desire(r.name, "stopped");
   }
 
@@ -215,16 +244,26 @@ export class NodeBackend implements Backend {
       throw new ApiError("FAILED_PRECONDITION", `vm ${r.name} is ${vm.desiredState}: stop it first, or delete it with force`);
     }
     await this.command({ type: "deleteVm", atMs: Date.now(), vm: r.name });
+    // its disks go from cluster storage (a node that still runs it closes them as it turns it off)
+    if (vm.spec.disks.length > 0) await this.node.devices.deleteDisks(r.name).catch((e: unknown) => this.node.warn(`vm ${r.name}: its disks were not removed: ${e instanceof Error ? e.message : String(e)}`));
     return {};
   }
 
+  /**
+   * The VM; its guest health and KVP values come from its owner's devices: this node's own when it
+   * owns the VM, else asked of the owner (within 1 s; "unknown" if it does not answer).
+   */
   async getVm(r: GetVmRequest): Promise<Vm> {
-    return this.view(r.name);
+    const vm = this.vmOrThrow(r.name);
+    if (vm.owner === null || vm.owner === this.node.id) return this.view(r.name);
+    const guest = await this.node.guestOf(vm.owner, r.name);
+    return toApiVm(this.vmOrThrow(r.name), this.node.state.getMigration(r.name), guest);
   }
 
   async listVms(r: ListVmsRequest): Promise<ListVmsResponse> {
     const records = this.node.state.listVms(r.node === "" ? {} : { node: r.node });
-    const vms = records.map((vm) => toApiVm(vm, this.node.state.getMigration(vm.id)))
+    // guest health and KVP of the VMs this node owns; "unknown" for the others (GetVm asks their owner)
+    const vms = records.map((vm) => toApiVm(vm, this.node.state.getMigration(vm.id), vm.owner === this.node.id ? this.node.devices.guest(vm.id) : UNKNOWN_GUEST))
       .filter((vm) => r.state === "VM_STATE_UNSPECIFIED" || vm.state === r.state);
     return { vms };
   }

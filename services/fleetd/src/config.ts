@@ -61,13 +61,20 @@ export interface FleetdConfig {
   readonly rebalanceIntervalMs: number;
   /** Rebalancing acts when the most and least loaded nodes differ by more than this many percent. */
   readonly rebalanceThresholdPercent: number;
+  /**
+   * Cluster storage: the folder (shared by every node) holding the VMs' virtual disks,
+   * `<storage-dir>/<vm>/disk<i>.hfdisk`. Null: this node cannot run VMs with disks.
+   */
+  readonly storageDir: string | null;
+  /** A graceful stop gives the guest this long to power off after the shutdown request (StopVm without a timeout). */
+  readonly guestShutdownTimeoutMs: number;
 }
 
 export const CONFIG_FLAGS = [
   "id", "cluster-id", "cluster-token", "data-dir", "listen-api", "listen-raft", "listen-http", "peers", "initial-voters", "nats-url",
   "memory-mib", "vcpus", "image-dir", "tick-ms", "election-ticks", "heartbeat-ticks", "lease-ms",
   "shutdown-timeout-ms", "nats-token", "failover-margin-ms", "fence-margin-ms",
-  "rebalance-interval-ms", "rebalance-threshold-percent",
+  "rebalance-interval-ms", "rebalance-threshold-percent", "storage-dir", "guest-shutdown-timeout-ms",
 ] as const;
 export type ConfigFlag = (typeof CONFIG_FLAGS)[number];
 
@@ -220,6 +227,11 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Fl
     failoverMarginMs: integer("failover-margin-ms", 1000, 0, 60_000),
     rebalanceIntervalMs: integer("rebalance-interval-ms", 0, 0, 86_400_000),
     rebalanceThresholdPercent: integer("rebalance-threshold-percent", 20, 1, 100),
+    storageDir: (() => {
+      const v = get("storage-dir");
+      return v === undefined || v.trim() === "" ? null : resolve(v.trim());
+    })(),
+    guestShutdownTimeoutMs: integer("guest-shutdown-timeout-ms", 5000, 0, 3_600_000),
     fenceMarginMs: (() => {
       const fence = integer("fence-margin-ms", 2000, 0, 60_000);
       const lease = integer("lease-ms", 10_000, 1000, 60_000);

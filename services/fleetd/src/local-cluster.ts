@@ -1,6 +1,7 @@
 /**
  * A local cluster on loopback, as `hyperfleet up` starts it: a nats-server and N fleetd processes on
- * free ports, data under one directory (`<dir>/<node>/`, logs in `<dir>/<node>.log`), and
+ * free ports, data under one directory (`<dir>/<node>/`, logs in `<dir>/<node>.log`, the VMs' disks
+ * in `<dir>/storage/`, the cluster storage every node shares), and
  * `<dir>/cluster.json` ({ apiAddresses, token, natsUrl }) for the other CLI commands. With
  * `prometheus`, also a Prometheus server (Debian's `prometheus`) that scrapes every node's /metrics
  * with the recording rules of `deploy/prometheus/rules.yml`, storing under `<dir>/prometheus/`.
@@ -156,6 +157,8 @@ export class LocalCluster {
       for (const p of plan) {
         const env: NodeJS.ProcessEnv = {
           ...process.env,
+          // cluster storage: one folder every node shares (the VMs' virtual disks)
+          HYPERFLEET_STORAGE_DIR: join(dir, "storage"),
           ...options.env,
           HYPERFLEET_ID: p.id,
           HYPERFLEET_CLUSTER_ID: "local",

@@ -44,6 +44,8 @@ export interface MetricsSource {
   readonly root: RootPartition;
   readonly raft: Pick<RaftNode<unknown>, "status">;
   migrationsInFlight(): number;
+  /** Bytes each VM's guest wrote to its virtual disks through this node (optional). */
+  diskBytesWritten?(): ReadonlyMap<string, number>;
   /** The cluster's nodes as this node's replica of the state knows them. */
   clusterNodes(): readonly { readonly state: string }[];
 }
@@ -83,6 +85,7 @@ export class FleetdMetrics {
   private readonly migrationDuration: Histogram;
   private readonly migrationBytes: Histogram;
   private readonly migrationsInFlight: Gauge;
+  private readonly vmDiskWritten: Counter;
   private readonly migrationRemaining: Gauge;
   private readonly migrationDirtyRate: Gauge;
   // failover
@@ -130,6 +133,7 @@ export class FleetdMetrics {
     this.vmThrottle = gauge("hyperfleet_vm_throttle_ratio", "Share of wall time the VM's vCPUs sit out (migration auto-converge), 0 to 1.", ["vm"]);
     this.vmMemory = gauge("hyperfleet_vm_memory_bytes", "Guest memory of the VM.", ["vm"]);
     this.vmVcpus = gauge("hyperfleet_vm_vcpus", "vCPUs of the VM (count).", ["vm"]);
+    this.vmDiskWritten = counter("hyperfleet_vm_disk_bytes_written_total", "Bytes the VM's guest wrote to its virtual disks through this node.", ["vm"]);
 
     this.migrations = counter("hyperfleet_migration_finished_total", "Migrations this node sent, by result and kind.", ["result", "kind"]);
     this.migrationDowntime = histogram("hyperfleet_migration_downtime_seconds", "Downtime of the successful migrations this node sent.",
@@ -251,7 +255,8 @@ export class FleetdMetrics {
     this.memoryTotal.set(root.committedBytes + root.availableBytes);
     this.migrationsInFlight.set(this.source.migrationsInFlight());
 
-    for (const m of [this.vmInfo, this.vmInstructions, this.vmExits, this.vmWriteProtect, this.vmThrottle, this.vmMemory, this.vmVcpus]) m.reset();
+    for (const m of [this.vmInfo, this.vmInstructions, this.vmExits, this.vmWriteProtect, this.vmThrottle, this.vmMemory, this.vmVcpus, this.vmDiskWritten]) m.reset();
+    for (const [vm, bytes] of this.source.diskBytesWritten?.() ?? []) this.vmDiskWritten.inc({ vm }, bytes);
     children.forEach((c, i) => {
       const vm = c.spec.name;
       this.vmInfo.set({ vm, state: c.state }, 1);

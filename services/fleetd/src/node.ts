@@ -14,6 +14,7 @@
  * epoch, in their desired state, while it holds a live lease, and reports what they do.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readdir } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { isAbsolute, join } from "node:path";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
@@ -31,6 +32,7 @@ import {
 } from "@hyperfleet/raft";
 import { emptyProgress, NodeBackend } from "./backend.js";
 import { raftDir, type FleetdConfig } from "./config.js";
+import { closeDisks, NodeDevices, offersFor, type GuestShutdown, type GuestView } from "./devices.js";
 import { VmEventHub } from "./events.js";
 import { FleetdMetrics } from "./metrics.js";
 import { SavedStateError, SavedStateStore } from "./saved-states.js";
@@ -54,6 +56,12 @@ const PENDING_RETRY_MS = 2000;
 const FAILOVERS_PER_PASS = 50;
 /** The saved state a node writes of the VMs it could not move away when it shuts down. */
 export const SHUTDOWN_SAVED_STATE = "host-shutdown";
+/** How often every guest's heartbeat is pinged. */
+export const HEARTBEAT_MS = 1000;
+/** How long GetVm on a node that does not own the VM waits for the owner's view of the guest. */
+const GUEST_VIEW_TIMEOUT_MS = 1000;
+/** The storage folders of deleted VMs are removed only when untouched for this long. */
+const DELETED_STORAGE_AGE_MS = 60_000;
 
 export interface FleetdLogger {
   info(message: string): void;
@@ -114,6 +122,7 @@ export class FleetdNode {
   private readonly clients = new Map<string, ApiClient>();
   private reconcileTimer: NodeJS.Timeout | undefined;
   private leaseTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
   private reconciling = false;
   private closing = false;
   /** VMs this node sends away (the reconcile loop leaves them alone). */
@@ -161,6 +170,8 @@ export class FleetdNode {
   readonly saved: SavedStateStore;
   readonly events: VmEventHub;
   readonly metrics: FleetdMetrics;
+  /** The synthetic devices (disks, integration services) of the VMs running here. */
+  readonly devices: NodeDevices;
   apiAddress = "";
   httpAddress = "";
 
@@ -168,6 +179,7 @@ export class FleetdNode {
     this.id = config.id;
     this.root = new RootPartition(config.memoryMib * 2 ** 20, { prefault: true, spareWorkers: 1 });
     this.saved = new SavedStateStore(join(config.dataDir, "saved-states"));
+    this.devices = new NodeDevices(config.storageDir, log);
     const peers: MemberInfo[] = [
       ...config.peers.filter((p) => p.id !== config.id).map((p) => ({ id: p.id, peerAddress: p.raftAddress, clientAddress: "" })),
       { id: config.id, peerAddress: raftAddress, clientAddress: "" },
@@ -205,6 +217,7 @@ export class FleetdNode {
     this.metrics = new FleetdMetrics({
       node: config.id, physicalCpus: config.vcpus, root: this.root, raft: this.raft,
       migrationsInFlight: () => this.sending.size, clusterNodes: () => this.state.listNodes(),
+      diskBytesWritten: () => this.devices.writtenBytes(),
     });
     this.metrics.instrumentRaft(this.raft);
   }
@@ -286,6 +299,14 @@ export class FleetdNode {
         throw e;
       }
     });
+    this.serve("guest", async (data) => {
+      const { vm } = JSON.parse(fromUtf8.decode(data)) as { vm: string };
+      return this.devices.guest(vm);
+    });
+    this.serve("guest-shutdown", async (data) => {
+      const { vm, timeoutMs } = JSON.parse(fromUtf8.decode(data)) as { vm: string; timeoutMs: number };
+      return { outcome: await this.shutdownLocalGuest(vm, timeoutMs) };
+    });
     this.serve("receive", async (data) => {
       const { vm, session, epoch, migrationId } = JSON.parse(fromUtf8.decode(data)) as { vm: string; session: number; epoch: number; migrationId: number };
       if (this.root.get(vm) !== undefined) return { error: "ALREADY_EXISTS", message: `node ${this.id} already holds a partition ${vm}` };
@@ -300,8 +321,15 @@ export class FleetdNode {
       });
       void destination.done.then(async (result) => {
         await transport.close();
-        if (result.ok) arrival.done = true;
-        else {
+        if (result.ok) {
+          // the VM runs here now: serve its devices (what its guest sent meanwhile waits in its rings)
+          const child = this.root.get(vm);
+          const record = this.state.getVm(vm);
+          if (child !== undefined && record !== null) {
+            await this.devices.attach(vm, child, record.spec).catch((e: unknown) => this.log.warn(`vm ${vm}: its devices were not attached after it arrived: ${e instanceof Error ? e.message : String(e)}`));
+          }
+          arrival.done = true;
+        } else {
           this.incoming.delete(vm);
           this.log.warn(`incoming migration of ${vm} failed: ${result.reason}`);
         }
@@ -354,6 +382,51 @@ export class FleetdNode {
     this.httpAddress = typeof address === "object" && address !== null ? `${this.config.listenHttp.host}:${address.port}` : "";
     this.leaseTimer = setInterval(() => void this.keepLease(), Math.max(200, Math.floor(this.config.leaseMs / 10)));
     this.reconcileTimer = setInterval(() => void this.reconcile(), RECONCILE_MS);
+    this.heartbeatTimer = setInterval(() => this.devices.pingAll(Date.now()), HEARTBEAT_MS);
+  }
+
+  warn(message: string): void {
+    this.log.warn(message);
+  }
+
+  /** The owner's view of a VM's guest (health, KVP); "unknown" when the owner does not answer in time. */
+  async guestOf(owner: string, vm: string): Promise<GuestView> {
+    if (owner === this.id) return this.devices.guest(vm);
+    try {
+      const answer = await this.request(owner, "guest", utf8.encode(JSON.stringify({ vm })), GUEST_VIEW_TIMEOUT_MS);
+      const health = answer["health"];
+      const kvp = answer["kvp"];
+      if (typeof health !== "string" || typeof kvp !== "object" || kvp === null) return { health: "unknown", kvp: {} };
+      const known = ["ok", "unhealthy", "no-contact", "not-connected", "unknown"] as const;
+      const h = known.find((k) => k === health) ?? "unknown";
+      return { health: h, kvp: Object.fromEntries(Object.entries(kvp).filter((e): e is [string, string] => typeof e[1] === "string")) };
+    } catch {
+      return { health: "unknown", kvp: {} };
+    }
+  }
+
+  /**
+   * A graceful stop's first step, on the owner (asked over NATS when it is another node): the guest is
+   * asked to shut down and given `timeoutMs` to power off. A node that does not answer in time is
+   * treated like a guest that did not power off.
+   */
+  async shutdownGuest(owner: string, vm: string, timeoutMs: number): Promise<GuestShutdown> {
+    if (owner === this.id) return this.shutdownLocalGuest(vm, timeoutMs);
+    try {
+      const answer = await this.request(owner, "guest-shutdown", utf8.encode(JSON.stringify({ vm, timeoutMs })), timeoutMs + NATS_REQUEST_TIMEOUT_MS);
+      const outcome = answer["outcome"];
+      return outcome === "off" || outcome === "not-connected" || outcome === "refused" ? outcome : "timeout";
+    } catch (e) {
+      this.log.warn(`vm ${vm}: graceful stop on ${owner}: ${e instanceof Error ? e.message : String(e)}; turning it off`);
+      return "timeout";
+    }
+  }
+
+  private async shutdownLocalGuest(vm: string, timeoutMs: number): Promise<GuestShutdown> {
+    const outcome = await this.devices.requestShutdown(vm, "stop requested", timeoutMs);
+    if (outcome === "off") this.log.info(`vm ${vm}: the guest shut down`);
+    else if (outcome !== "not-connected") this.log.warn(`vm ${vm}: the guest did not shut down (${outcome}): turning it off`);
+    return outcome;
   }
 
   private serve(what: string, handler: (data: Uint8Array) => Promise<object>): void {
@@ -514,7 +587,7 @@ export class FleetdNode {
         if (vm !== null && vm.owner === this.id && this.runEpochs.get(name) === vm.epoch) continue;
         this.runEpochs.delete(name);
         this.busy.add(name);
-        void this.root.destroy(name).catch((e: unknown) => this.log.warn(`destroying ${name}: ${e instanceof Error ? e.message : String(e)}`))
+        void this.destroyChild(name).catch((e: unknown) => this.log.warn(`destroying ${name}: ${e instanceof Error ? e.message : String(e)}`))
           .finally(() => this.busy.delete(name));
       }
       const leading = this.raft.isLeader();
@@ -526,10 +599,22 @@ export class FleetdNode {
         this.driveRebalance();
       }
       // Now and then: saved states of VMs that no longer exist go away.
-      if (++this.reconcileCount % 50 === 0) void this.forgetDeletedSavedStates();
+      if (++this.reconcileCount % 50 === 0) {
+        void this.forgetDeletedSavedStates();
+        if (leading) void this.forgetDeletedDisks();
+      }
     } finally {
       this.reconciling = false;
     }
+  }
+
+  /** Leader only: the disks of VMs that no longer exist go from cluster storage (a delete whose removal failed). */
+  private async forgetDeletedDisks(): Promise<void> {
+    const dir = this.config.storageDir;
+    if (dir === null) return;
+    const names = await readdir(dir).catch(() => [] as string[]);
+    await this.devices.forgetDeleted((vm) => this.state.getVm(vm) !== null || this.root.get(vm) !== undefined, names, DELETED_STORAGE_AGE_MS)
+      .catch((e: unknown) => this.log.warn(`storage: ${e instanceof Error ? e.message : String(e)}`));
   }
 
   private async forgetDeletedSavedStates(): Promise<void> {
@@ -707,7 +792,16 @@ export class FleetdNode {
 
   private async destroyLocal(name: string): Promise<void> {
     this.runEpochs.delete(name);
-    await this.root.destroy(name);
+    await this.destroyChild(name);
+  }
+
+  /** Stops serving a local VM's devices (its disks closed) and destroys its partition. */
+  private async destroyChild(name: string): Promise<void> {
+    try {
+      await this.devices.detach(name);
+    } finally {
+      await this.root.destroy(name);
+    }
   }
 
   private async converge(vm: VmRecord, leaseLive: boolean): Promise<void> {
@@ -731,8 +825,13 @@ export class FleetdNode {
         // else the image.
         const shutdownSave = failed === undefined && (await this.shutdownSaveEpoch(vm.id)) === vm.epoch;
         const from = vm.savedState ?? (shutdownSave ? SHUTDOWN_SAVED_STATE : null);
+        let disks: Awaited<ReturnType<NodeDevices["openDisks"]>> = [];
         try {
-          const spec = { name: vm.id, memoryBytes: vm.spec.memoryBytes, vcpus: vm.spec.vcpus, boot: vm.spec.bootMode, bootargs: vm.spec.bootargs };
+          const spec = {
+            name: vm.id, memoryBytes: vm.spec.memoryBytes, vcpus: vm.spec.vcpus, boot: vm.spec.bootMode, bootargs: vm.spec.bootargs, offers: offersFor(vm.spec),
+          };
+          // its disks on cluster storage (created the first time it starts anywhere), before it runs
+          disks = await this.devices.openDisks(vm.id, vm.spec);
           if (from !== null) {
             const snapshot = await this.saved.read(vm.id, from);
             child = this.root.create(spec);
@@ -742,8 +841,12 @@ export class FleetdNode {
             child = this.root.create(spec);
             await child.start({ image });
           }
+          const opened = disks;
+          disks = [];
+          await this.devices.attach(vm.id, child, vm.spec, opened);
           this.runEpochs.set(vm.id, vm.epoch);
         } catch (e) {
+          await closeDisks(disks);
           if (this.root.get(vm.id) !== undefined) await this.destroyLocal(vm.id);
           const count = (failed?.count ?? 0) + 1;
           this.failedStarts.set(attempt, { count, nextAtMs: Date.now() + 1000 * 2 ** (count - 1) });
@@ -784,9 +887,19 @@ export class FleetdNode {
   private async saveLocal(vm: string, name: string, epoch?: number): Promise<number> {
     const child = this.root.get(vm);
     if (child === undefined || child.worker === undefined) throw new FleetdError(`vm ${vm} does not run on node ${this.id}`);
-    if (child.state === "running") await child.pause();
-    if (child.state !== "paused") throw new FleetdError(`vm ${vm} is ${child.state}: nothing to save`);
-    const size = await this.saved.write(vm, name, await child.worker.save({ memory: true }), epoch);
+    // its devices go quiet first, so the saved memory holds no half-done exchange (what the guest
+    // sends meanwhile waits in its rings for whoever serves it next)
+    const bus = this.devices.bus(vm);
+    await bus?.suspend();
+    let size: number;
+    try {
+      if (child.state === "running") await child.pause();
+      if (child.state !== "paused") throw new FleetdError(`vm ${vm} is ${child.state}: nothing to save`);
+      size = await this.saved.write(vm, name, await child.worker.save({ memory: true }), epoch);
+    } catch (e) {
+      bus?.resume();
+      throw e;
+    }
     await this.destroyLocal(vm);
     return size;
   }
@@ -953,7 +1066,11 @@ export class FleetdNode {
       await transport.ready();
       await this.request(order.to, "receive", utf8.encode(JSON.stringify({ vm: order.vm, session, epoch: order.epoch, migrationId: order.migrationId })));
       const source = new MigrationSource(
-        { vm: child.worker!, name: order.vm, memoryBytes: vm.spec.memoryBytes, vcpus: vm.spec.vcpus, boot: vm.spec.bootMode, bootargs: vm.spec.bootargs },
+        {
+          vm: child.worker!, name: order.vm, memoryBytes: vm.spec.memoryBytes, vcpus: vm.spec.vcpus, boot: vm.spec.bootMode, bootargs: vm.spec.bootargs,
+          // its VMBus: quiet during the stop-and-copy; resumed by the source itself if the migration fails
+          ...(this.devices.bus(order.vm) !== undefined ? { devices: this.devices.bus(order.vm)! } : {}),
+        },
         transport,
         session,
         {
@@ -1172,11 +1289,13 @@ export class FleetdNode {
     this.closing = true;
     clearInterval(this.reconcileTimer);
     clearInterval(this.leaseTimer);
+    clearInterval(this.heartbeatTimer);
     this.metrics.close();
     await this.api.close().catch(() => undefined);
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
     for (const c of this.clients.values()) c.close();
-    for (const child of this.root.list()) await this.root.destroy(child.spec.name).catch(() => undefined);
+    for (const child of this.root.list()) await this.destroyChild(child.spec.name).catch(() => undefined);
+    await this.devices.closeAll();
     await this.root.close();
     await this.raft.close();
     for (const s of this.subscriptions) s.unsubscribe();

@@ -4,7 +4,7 @@
  * repeated here only where the CLI must convert the value first (sizes, rates, seconds).
  */
 import {
-  BANDWIDTH_LIMIT_BYTES_PER_SECOND_MAX, DOWNTIME_LIMIT_MS_MAX, GUEST_PAGE_BYTES, STOP_TIMEOUT_MS_MAX, VM_MEMORY_BYTES_MAX, VM_VCPUS_MAX,
+  BANDWIDTH_LIMIT_BYTES_PER_SECOND_MAX, DISK_BYTES_MAX, DISK_SECTOR_BYTES, DOWNTIME_LIMIT_MS_MAX, GUEST_PAGE_BYTES, STOP_TIMEOUT_MS_MAX, VM_MEMORY_BYTES_MAX, VM_VCPUS_MAX,
   VM_VCPUS_MIN,
 } from "@hyperfleet/api";
 import { UsageError } from "../run.js";
@@ -20,6 +20,19 @@ export function memoryBytesOf(option: string, text: string): number {
   }
   if (bytes <= 0 || bytes % GUEST_PAGE_BYTES !== 0) throw new UsageError(`${option}: ${text} is not a positive multiple of 4K`);
   if (bytes > VM_MEMORY_BYTES_MAX) throw new UsageError(`${option}: ${text} is more than the 2G a VM can have`);
+  return bytes;
+}
+
+/** A virtual disk size (`--disk 64M`): a positive multiple of 512 bytes, at most 64G. */
+export function diskBytesOf(option: string, text: string): number {
+  let bytes: number;
+  try {
+    bytes = parseSize(text);
+  } catch (e) {
+    throw new UsageError(`${option}: ${(e as Error).message}`);
+  }
+  if (bytes <= 0 || bytes % DISK_SECTOR_BYTES !== 0) throw new UsageError(`${option}: ${text} is not a positive multiple of 512 bytes`);
+  if (bytes > DISK_BYTES_MAX) throw new UsageError(`${option}: ${text} is more than the 64G a disk can have`);
   return bytes;
 }
 

@@ -9,7 +9,7 @@ import { attachConsole, type ConsoleOptions } from "./console.js";
 import { commandGroup, runOperatorCommand, withCommonOptions, type CommonOptions } from "./connection.js";
 import { migrateVm, type MigrateOptions } from "./migrate.js";
 import { UsageError } from "../run.js";
-import { integerOf, memoryBytesOf, stopTimeoutMsOf, vcpusOf } from "./values.js";
+import { diskBytesOf, integerOf, memoryBytesOf, stopTimeoutMsOf, vcpusOf } from "./values.js";
 
 const PRIORITIES: Record<string, VmPriority> = { high: "VM_PRIORITY_HIGH", normal: "VM_PRIORITY_NORMAL", low: "VM_PRIORITY_LOW" };
 
@@ -26,6 +26,8 @@ interface CreateOptions extends CommonOptions {
   priority: string;
   restart: boolean;
   start: boolean;
+  disk: string[];
+  integration: boolean;
 }
 
 interface ListOptions extends CommonOptions {
@@ -109,6 +111,10 @@ export function vmDetails(vm: Vm, nowMs: number): string {
     ["Anti-affinity group", vm.spec.antiAffinityGroup],
     ["Priority", enumText(vm.spec.priority, "VM_PRIORITY_")],
     ["Restart policy", enumText(vm.spec.restartPolicy, "RESTART_POLICY_")],
+    ["Disks", vm.spec.diskBytes.length === 0 ? "none" : vm.spec.diskBytes.map((b, i) => `disk${i} ${formatBytes(b)}`).join(", ")],
+    ["Integration", vm.spec.noIntegration ? "off" : "on"],
+    ["Guest health", vm.guestHealth === "" ? "unknown" : vm.guestHealth],
+    ["Guest KVP", Object.keys(vm.guestKvp).sort().map((k) => `${k}=${vm.guestKvp[k]!}`).join(" ")],
     ["Migration", vm.migrationId],
     ["Saved state", vm.savedState],
     ["Created", `${new Date(vm.createdAtMs).toISOString()} (${formatDuration(nowMs - vm.createdAtMs)} ago)`],
@@ -146,10 +152,14 @@ export function registerVmCommands(parent: Command): void {
     .addOption(new Option("--priority <priority>", "who keeps running when capacity runs out").choices(Object.keys(PRIORITIES)).default("normal"))
     .option("--no-restart", "leave the VM stopped when its node fails (default: restart it elsewhere)")
     .option("--no-start", "create the VM stopped")
+    .option("--disk <size>", "add a virtual disk on cluster storage (K/M/G suffix; no suffix means MiB); repeat for more disks",
+      (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option("--no-integration", "do not offer the guest the integration services (heartbeat, shutdown, time sync, KVP)")
     .action((name: string, options: CreateOptions) =>
       runOperatorCommand(options, async (cluster) => {
         const memoryBytes = memoryBytesOf("--memory", options.memory);
         const vcpus = vcpusOf(options.vcpus);
+        const diskBytes = options.disk.map((d) => diskBytesOf("--disk", d));
         const created = await cluster.call((c, o) =>
           c.createVm(
             {
@@ -163,6 +173,8 @@ export function registerVmCommands(parent: Command): void {
               priority: PRIORITIES[options.priority]!,
               restartPolicy: options.restart ? "RESTART_POLICY_RESTART" : "RESTART_POLICY_DO_NOT_RESTART",
               start: options.start,
+              diskBytes,
+              noIntegration: !options.integration,
             },
             o,
           ),

@@ -1,0 +1,246 @@
+/**
+ * The synthetic devices (VMBus) of the VMs that run on this node: for each running child, its
+ * virtual disks (image files on cluster storage, `<storage-dir>/<vm>/disk<i>.hfdisk`, shared by every
+ * node) and its integration services (heartbeat, shutdown, time sync, KVP), served by one `VmBus`.
+ *
+ * The node attaches a VM's devices wherever the VM comes to run here (a boot, a start from a saved
+ * state, an arrived migration, a failover restart) and detaches them wherever it stops running here
+ * (stopped, destroyed, saved, moved away). A disk is created the first time its VM starts anywhere;
+ * afterwards every node opens the same file. Only one node serves a VM at a time: a migration's
+ * source suspends its VMBus before the stop-and-copy, and the destination attaches only once the
+ * VM runs there.
+ */
+import { mkdir, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { VmSpec } from "@hyperfleet/cluster";
+import { ChannelType, type ChildPartition, type Offer } from "@hyperfleet/hypervisor";
+import {
+  buildOffers, DiskImage, DiskImageError, HeartbeatVsp, KvpVsp, ShutdownVsp, StorageVsp, TimeSyncVsp, VmBus, type GuestHealth, type Vsp,
+} from "@hyperfleet/vmbus";
+import type { FleetdLogger } from "./node.js";
+
+/** A VM's devices could not be set up (no storage directory, a disk that cannot be opened). */
+export class DeviceError extends Error {
+  override readonly name = "DeviceError";
+}
+
+/** What a guest's devices say of it: the heartbeat's health, or "unknown" when it does not run here. */
+export type GuestView = { health: GuestHealth | "unknown"; kvp: Record<string, string> };
+
+/** How the shutdown request of a graceful stop ended. */
+export type GuestShutdown = "off" | "not-connected" | "refused" | "timeout";
+
+export const DISK_FILE_SUFFIX = ".hfdisk";
+
+/** The offers of a VM with this spec (integration services on channels 1-4, disks from 8). */
+export function offersFor(spec: Pick<VmSpec, "disks" | "integration">): Offer[] {
+  return buildOffers({ disks: spec.disks.length, integration: spec.integration });
+}
+
+/** The devices of one VM running here. */
+class Attached {
+  readonly heartbeat = new HeartbeatVsp();
+  readonly shutdown = new ShutdownVsp();
+  readonly timeSync = new TimeSyncVsp(() => Date.now());
+  readonly kvp = new KvpVsp();
+  readonly storage: StorageVsp[];
+  readonly bus: VmBus;
+
+  constructor(
+    readonly vm: string,
+    readonly child: ChildPartition,
+    offers: readonly Offer[],
+    readonly disks: DiskImage[],
+    log: FleetdLogger,
+  ) {
+    this.storage = disks.map((d, i) => new StorageVsp(d, (e) => log.warn(`vm ${vm} disk${i}: ${e.message}`)));
+    const provider = (o: Offer): Vsp | undefined => {
+      switch (o.type) {
+        case ChannelType.Heartbeat: return this.heartbeat;
+        case ChannelType.Shutdown: return this.shutdown;
+        case ChannelType.TimeSync: return this.timeSync;
+        case ChannelType.Kvp: return this.kvp;
+        case ChannelType.Storage: return this.storage[o.instance];
+      }
+      return undefined;
+    };
+    this.bus = new VmBus(child.worker!, offers, { provider, onError: (o, e) => log.warn(`vm ${vm} channel ${o.channel}: ${e.message}`) });
+  }
+}
+
+export class NodeDevices {
+  private readonly attached = new Map<string, Attached>();
+  /** Per VM, the bytes its guest wrote to its disks on this node, from earlier attachments (for the metric). */
+  private readonly writtenBefore = new Map<string, number>();
+
+  /** `storageDir`: the cluster storage folder (every node the same); null: VMs with disks cannot run here. */
+  constructor(
+    readonly storageDir: string | null,
+    private readonly log: FleetdLogger,
+  ) {}
+
+  /** `<storage-dir>/<vm>`: the folder of a VM's disks. */
+  vmDir(vm: string): string {
+    if (this.storageDir === null) throw new DeviceError(`vm ${vm} has disks but this node has no --storage-dir`);
+    return join(this.storageDir, vm);
+  }
+
+  diskPath(vm: string, index: number): string {
+    return join(this.vmDir(vm), `disk${index}${DISK_FILE_SUFFIX}`);
+  }
+
+  /**
+   * Opens (the first time anywhere: creates) the disks of a VM about to run here. The caller passes
+   * them to `attach` once the VM runs, or closes them with `closeDisks` if it does not start.
+   */
+  async openDisks(vm: string, spec: Pick<VmSpec, "disks">): Promise<DiskImage[]> {
+    if (spec.disks.length === 0) return [];
+    await mkdir(this.vmDir(vm), { recursive: true });
+    const out: DiskImage[] = [];
+    try {
+      for (const [i, d] of spec.disks.entries()) {
+        const path = this.diskPath(vm, i);
+        let disk: DiskImage;
+        try {
+          disk = await DiskImage.open(path);
+        } catch (e) {
+          if (!(e instanceof DiskImageError && e.kind === "not-found")) throw e;
+          try {
+            disk = await DiskImage.create(path, { sizeBytes: d.sizeBytes });
+            this.log.info(`vm ${vm}: created disk${i} (${d.sizeBytes} bytes) at ${path}`);
+          } catch (c) {
+            // another node created it just now
+            if (!(c instanceof DiskImageError && c.kind === "exists")) throw c;
+            disk = await DiskImage.open(path);
+          }
+        }
+        out.push(disk);
+      }
+    } catch (e) {
+      await closeDisks(out);
+      throw new DeviceError(`vm ${vm}: cannot open its disks: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    return out;
+  }
+
+  /**
+   * Starts serving the devices of a VM that runs here now (its worker exists). `disks`: from
+   * `openDisks` (opened here when absent). Replaces an earlier attachment of the same VM.
+   */
+  async attach(vm: string, child: ChildPartition, spec: Pick<VmSpec, "disks" | "integration">, disks?: DiskImage[]): Promise<void> {
+    const images = disks ?? (await this.openDisks(vm, spec));
+    if (child.worker === undefined || this.attached.get(vm)?.child === child) {
+      await closeDisks(images);
+      if (child.worker === undefined) throw new DeviceError(`vm ${vm} does not run: nothing to attach its devices to`);
+      return;
+    }
+    await this.detach(vm);
+    const a = new Attached(vm, child, offersFor(spec), images, this.log);
+    this.attached.set(vm, a);
+    a.bus.attach();
+  }
+
+  /** The VMBus of a VM running here (a migration's source suspends it before the stop-and-copy). */
+  bus(vm: string): VmBus | undefined {
+    return this.attached.get(vm)?.bus;
+  }
+
+  /** Whether the devices of `vm` are served here. */
+  has(vm: string): boolean {
+    return this.attached.has(vm);
+  }
+
+  /** Stops serving a VM's devices and closes its disks (nothing when none are attached). */
+  async detach(vm: string): Promise<void> {
+    const a = this.attached.get(vm);
+    if (a === undefined) return;
+    this.attached.delete(vm);
+    this.writtenBefore.set(vm, (this.writtenBefore.get(vm) ?? 0) + a.storage.reduce((n, s) => n + s.stats.writtenBytes, 0));
+    try {
+      a.bus.close();
+    } finally {
+      await closeDisks(a.disks);
+    }
+  }
+
+  /** Heartbeat: one PING to every guest served here (the node calls it every second). */
+  pingAll(nowMs: number): void {
+    for (const a of this.attached.values()) a.heartbeat.ping(nowMs);
+  }
+
+  /** The guest's health and published KVP values, as this node's devices know them. */
+  guest(vm: string): GuestView {
+    const a = this.attached.get(vm);
+    if (a === undefined || a.child.state === "halted") return { health: "unknown", kvp: {} };
+    return { health: a.heartbeat.health, kvp: Object.fromEntries([...a.kvp.guestValues].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) };
+  }
+
+  /** Bytes written by each VM's guest to its disks through this node (since the node started). */
+  writtenBytes(): Map<string, number> {
+    const out = new Map(this.writtenBefore);
+    for (const a of this.attached.values()) out.set(a.vm, (out.get(a.vm) ?? 0) + a.storage.reduce((n, s) => n + s.stats.writtenBytes, 0));
+    return out;
+  }
+
+  /**
+   * Graceful stop: asks the guest to shut down through its shutdown channel and waits, at most
+   * `timeoutMs`, for it to power off. "not-connected": the guest has no shutdown channel open (it was
+   * not asked); "refused": it answered with an error status; "timeout": it did not power off in time.
+   */
+  async requestShutdown(vm: string, reason: string, timeoutMs: number): Promise<GuestShutdown> {
+    const a = this.attached.get(vm);
+    if (a === undefined || !a.shutdown.connected) return "not-connected";
+    const child = a.child;
+    const off = (): boolean => child.state === "halted";
+    if (off()) return "off";
+    const deadline = Date.now() + timeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)));
+    try {
+      const status = await Promise.race([a.shutdown.request(reason).catch(() => -1), late]);
+      if (status === "timeout") return "timeout";
+      if (status !== 0) return "refused";
+      while (!off() && Date.now() < deadline) await sleep(20);
+      return off() ? "off" : "timeout";
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Removes a deleted VM's disks from cluster storage. */
+  async deleteDisks(vm: string): Promise<void> {
+    if (this.storageDir === null) return;
+    await this.detach(vm);
+    this.writtenBefore.delete(vm);
+    await rm(this.vmDir(vm), { recursive: true, force: true });
+  }
+
+  /**
+   * Removes the storage folders of VMs that no longer exist (`exists` says which do) and were last
+   * changed more than `minAgeMs` ago (a folder of a VM just created is never taken for a leftover).
+   */
+  async forgetDeleted(exists: (vm: string) => boolean, names: readonly string[], minAgeMs: number): Promise<void> {
+    if (this.storageDir === null) return;
+    for (const vm of names) {
+      if (exists(vm) || this.attached.has(vm)) continue;
+      const dir = this.vmDir(vm);
+      const info = await stat(dir).catch(() => null);
+      if (info === null || !info.isDirectory() || Date.now() - info.mtimeMs < minAgeMs) continue;
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      this.log.info(`removed the disks of deleted vm ${vm} from ${dir}`);
+    }
+  }
+
+  /** Detaches every VM (the node closes). */
+  async closeAll(): Promise<void> {
+    for (const vm of [...this.attached.keys()]) await this.detach(vm).catch(() => undefined);
+  }
+}
+
+export async function closeDisks(disks: readonly DiskImage[]): Promise<void> {
+  await Promise.allSettled(disks.map((d) => d.close()));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
