@@ -74,7 +74,7 @@ describe("cli-vm - save and restore", () => {
     const cases: [string, Uint8Array, RegExp][] = [
       ["truncated", bytes.subarray(0, bytes.length - 5000), /truncated/],
       ["flipped", (() => { const b = Buffer.from(bytes); b[b.length >> 1]! ^= 1; return b; })(), /checksum mismatch/],
-      ["newer", (() => { const b = Buffer.from(bytes); b.writeUInt16LE(9, 8); return b; })(), /format 9\.0 is not readable/],
+      ["newer", (() => { const b = Buffer.from(bytes); b.writeUInt16LE(9, 8); b.writeUInt16LE(0, 10); return b; })(), /format 9\.0 is not readable/],
       ["foreign", readFileSync(guest("hello")), /not a Hyperfleet snapshot/],
     ];
     for (const [name, data, message] of cases) {
