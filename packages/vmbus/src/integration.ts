@@ -10,6 +10,7 @@
  * They hold no timers: the node drives them (ping every second, time sync on open), so they run
  * the same in tests and in the simulator.
  */
+import { ChannelType, type Offer } from "@hyperfleet/hypervisor";
 import type { Packet } from "./ring.js";
 import { REPLY, type ChannelEnd, type Vsp } from "./vmbus.js";
 
@@ -146,6 +147,30 @@ export class TimeSyncVsp implements Vsp {
 
   packet(p: Packet): void {
     throw new IntegrationError(`time sync: the guest sends nothing, got type ${p.type}`);
+  }
+}
+
+/** The four integration services of one VM, and the provider of their channels. */
+export class IntegrationServices {
+  readonly heartbeat = new HeartbeatVsp();
+  readonly shutdown = new ShutdownVsp();
+  readonly timeSync: TimeSyncVsp;
+  readonly kvp = new KvpVsp();
+
+  /** `unixMs`: the host's wall clock, for time sync. */
+  constructor(unixMs: () => number) {
+    this.timeSync = new TimeSyncVsp(unixMs);
+  }
+
+  /** The service for an offered channel, or undefined when it is not an integration service. */
+  provider(offer: Offer): Vsp | undefined {
+    switch (offer.type) {
+      case ChannelType.Heartbeat: return this.heartbeat;
+      case ChannelType.Shutdown: return this.shutdown;
+      case ChannelType.TimeSync: return this.timeSync;
+      case ChannelType.Kvp: return this.kvp;
+    }
+    return undefined;
   }
 }
 

@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ChannelType, type ChildPartition, type Offer, type RootPartition } from "@hyperfleet/hypervisor";
-import { HeartbeatVsp, KvpVsp, NetworkVsp, nicMac, ShutdownVsp, StorageVsp, TimeSyncVsp, VmBus, type DiskImage, type SwitchFabric, type Vsp } from "../src/index.js";
+import { IntegrationServices, NetworkVsp, nicMac, StorageVsp, VmBus, type DiskImage, type SwitchFabric, type Vsp } from "../src/index.js";
 
 export const MiB = 1024 * 1024;
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -17,10 +17,11 @@ export function guestElf(name: string): Uint8Array {
 
 /** The root's providers for one VM, and its VmBus. */
 export class Served {
-  readonly heartbeat = new HeartbeatVsp();
-  readonly shutdown = new ShutdownVsp();
-  readonly timeSync = new TimeSyncVsp(() => Date.now());
-  readonly kvp = new KvpVsp();
+  private readonly ics = new IntegrationServices(() => Date.now());
+  readonly heartbeat = this.ics.heartbeat;
+  readonly shutdown = this.ics.shutdown;
+  readonly timeSync = this.ics.timeSync;
+  readonly kvp = this.ics.kvp;
   readonly storage: StorageVsp[];
   readonly nics: NetworkVsp[];
   readonly bus: VmBus;
@@ -33,14 +34,10 @@ export class Served {
     for (const n of this.nics) n.listen();
     const provider = (o: Offer): Vsp | undefined => {
       switch (o.type) {
-        case ChannelType.Heartbeat: return this.heartbeat;
-        case ChannelType.Shutdown: return this.shutdown;
-        case ChannelType.TimeSync: return this.timeSync;
-        case ChannelType.Kvp: return this.kvp;
         case ChannelType.Storage: return this.storage[o.instance];
         case ChannelType.Network: return this.nics[o.instance];
       }
-      return undefined;
+      return this.ics.provider(o);
     };
     this.bus = new VmBus(child.worker!, offers, { provider, onError: (o, e) => this.errors.push(`channel ${o.channel}: ${e.message}`) });
     this.bus.attach();

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import type { VmSpec } from "@hyperfleet/cluster";
 import { ChannelType, type ChildPartition, type Offer } from "@hyperfleet/hypervisor";
 import {
-  buildOffers, DiskImage, DiskImageError, HeartbeatVsp, KvpVsp, ShutdownVsp, StorageVsp, TimeSyncVsp, VmBus, type GuestHealth, type Vsp,
+  buildOffers, DiskImage, DiskImageError, IntegrationServices, StorageVsp, VmBus, type GuestHealth, type Vsp,
 } from "@hyperfleet/vmbus";
 import type { FleetdLogger } from "./node.js";
 
@@ -39,10 +39,11 @@ export function offersFor(spec: Pick<VmSpec, "disks" | "integration">): Offer[] 
 
 /** The devices of one VM running here. */
 class Attached {
-  readonly heartbeat = new HeartbeatVsp();
-  readonly shutdown = new ShutdownVsp();
-  readonly timeSync = new TimeSyncVsp(() => Date.now());
-  readonly kvp = new KvpVsp();
+  private readonly ics = new IntegrationServices(() => Date.now());
+  readonly heartbeat = this.ics.heartbeat;
+  readonly shutdown = this.ics.shutdown;
+  readonly timeSync = this.ics.timeSync;
+  readonly kvp = this.ics.kvp;
   readonly storage: StorageVsp[];
   readonly bus: VmBus;
 
@@ -54,16 +55,7 @@ class Attached {
     log: FleetdLogger,
   ) {
     this.storage = disks.map((d, i) => new StorageVsp(d, (e) => log.warn(`vm ${vm} disk${i}: ${e.message}`)));
-    const provider = (o: Offer): Vsp | undefined => {
-      switch (o.type) {
-        case ChannelType.Heartbeat: return this.heartbeat;
-        case ChannelType.Shutdown: return this.shutdown;
-        case ChannelType.TimeSync: return this.timeSync;
-        case ChannelType.Kvp: return this.kvp;
-        case ChannelType.Storage: return this.storage[o.instance];
-      }
-      return undefined;
-    };
+    const provider = (o: Offer): Vsp | undefined => (o.type === ChannelType.Storage ? this.storage[o.instance] : this.ics.provider(o));
     this.bus = new VmBus(child.worker!, offers, { provider, onError: (o, e) => log.warn(`vm ${vm} channel ${o.channel}: ${e.message}`) });
   }
 }
