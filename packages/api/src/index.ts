@@ -26,7 +26,7 @@ export {
   validateListMigrationsRequest, validateListNodesRequest, validateListVmsRequest, validateMemberIdRequest, validateMigrateRequest,
   validateMigrationIdRequest, validateNodeRequest, validateSavedStateRequest, validateStopVmRequest, validateVmNameRequest,
   validateWatchEventsRequest, VM_MEMORY_BYTES_MAX, VM_VCPUS_MAX, VM_VCPUS_MIN,
-  VM_DISKS_MAX, DISK_SECTOR_BYTES, DISK_BYTES_MAX,
+  VM_DISKS_MAX, DISK_SECTOR_BYTES, DISK_BYTES_MAX, VM_NICS_MAX, NIC_MAC_PATTERN,
 } from "./validate.js";
 export type { FieldViolation } from "./validate.js";
 export { API_METHODS, API_PACKAGE, API_PROTO_FILES, API_SERVICES, methodName, methodOf, methodPath, WRITE_METHODS } from "./methods.js";

@@ -93,6 +93,8 @@ export interface VmSpec {
   diskBytes: number[];
   /** The guest is not offered the integration services. */
   noIntegration: boolean;
+  /** Its synthetic NICs' MACs, in order. */
+  nicMacs: string[];
 }
 
 /** `Vm.guestHealth`: the heartbeat's view of the guest, or "unknown" (see the proto). */
@@ -136,6 +138,10 @@ export interface CreateVmRequest {
   /** Virtual disk sizes (each a positive multiple of 512, at most 64 GiB; at most 8). */
   diskBytes: number[];
   noIntegration: boolean;
+  /** NICs with MACs the cluster assigns (0 to 8); not with `nicMacs`. */
+  nics: number;
+  /** NICs with these MACs ("02:48:" and four more lowercase hex bytes); not with `nics`. */
+  nicMacs: string[];
 }
 
 export interface StartVmRequest {

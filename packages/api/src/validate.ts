@@ -39,6 +39,10 @@ export const VM_DISKS_MAX = 8;
 /** A virtual disk's size: a positive multiple of this, at most DISK_BYTES_MAX (64 GiB). */
 export const DISK_SECTOR_BYTES = 512;
 export const DISK_BYTES_MAX = 64 * 1024 * 1024 * 1024;
+/** Synthetic NICs of one VM, at most. */
+export const VM_NICS_MAX = 8;
+/** A NIC's MAC: "02:48:" and four more lowercase hex bytes. */
+export const NIC_MAC_PATTERN = /^02:48(?::[0-9a-f]{2}){4}$/;
 export const DOWNTIME_LIMIT_MS_MAX = 60_000;
 export const MAX_ROUNDS_MAX = 10_000;
 /** 1 TB/s: far above any link; a larger number is a mistake. */
@@ -206,6 +210,22 @@ export function validateCreateVmRequest(request: unknown): FieldViolation[] {
       }
     }
     if (r.noIntegration !== undefined) c.bool("no_integration", r.noIntegration);
+    const nics = r.nics;
+    if (nics !== undefined && nics !== null && (typeof nics !== "number" || !Number.isInteger(nics) || nics < 0 || nics > VM_NICS_MAX)) {
+      c.fail("nics", `must be an integer from 0 to ${VM_NICS_MAX}, got ${show(nics)}`);
+    }
+    const macs = r.nicMacs;
+    if (macs !== undefined && macs !== null) {
+      if (!Array.isArray(macs)) c.fail("nic_macs", `must be a list of MACs, got ${show(macs)}`);
+      else {
+        if (macs.length > VM_NICS_MAX) c.fail("nic_macs", `at most ${VM_NICS_MAX} NICs, got ${macs.length}`);
+        if (macs.length > 0 && typeof nics === "number" && nics > 0) c.fail("nic_macs", `give either nics (${nics}) or nic_macs, not both`);
+        macs.forEach((mac: unknown, i: number) => {
+          if (typeof mac !== "string" || !NIC_MAC_PATTERN.test(mac)) c.fail(`nic_macs[${i}]`, `must be "02:48:" and four more lowercase hex bytes, got ${show(mac)}`);
+          else if (macs.indexOf(mac) < i) c.fail(`nic_macs[${i}]`, `repeats ${mac}`);
+        });
+      }
+    }
   });
 }
 

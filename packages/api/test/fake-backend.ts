@@ -94,6 +94,8 @@ export class FakeBackend implements Backend {
         restartPolicy: r.restartPolicy === undefined || r.restartPolicy === "RESTART_POLICY_UNSPECIFIED" ? "RESTART_POLICY_RESTART" : r.restartPolicy,
         diskBytes: [...(r.diskBytes ?? [])],
         noIntegration: r.noIntegration ?? false,
+        nicMacs: r.nicMacs !== undefined && r.nicMacs.length > 0 ? [...r.nicMacs]
+          : Array.from({ length: r.nics ?? 0 }, (_, i) => `02:48:00:00:${(this.vms.size & 0xff).toString(16).padStart(2, "0")}:${i.toString(16).padStart(2, "0")}`),
       },
       desiredState: state === "VM_STATE_RUNNING" ? "VM_DESIRED_STATE_RUNNING" : "VM_DESIRED_STATE_STOPPED",
       state,

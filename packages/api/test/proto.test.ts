@@ -25,6 +25,7 @@ function definition(name: string): Definition {
 const spec: T.VmSpec = {
   memoryBytes: 268435456, vcpus: 2, image: "guests/echo.elf", bootMode: "BOOT_MODE_SBI", bootargs: "console=hvc0", antiAffinityGroup: "db",
   priority: "VM_PRIORITY_HIGH", restartPolicy: "RESTART_POLICY_DO_NOT_RESTART", diskBytes: [67108864, 512], noIntegration: true,
+  nicMacs: ["02:48:00:00:00:01"],
 };
 const vm: T.Vm = {
   name: "web", spec, desiredState: "VM_DESIRED_STATE_RUNNING", state: "VM_STATE_RUNNING", owner: "n1", epoch: 7, pendingReason: "",
@@ -60,7 +61,8 @@ const samples: Record<string, object> = {
   Vm: vm,
   CreateVmRequest: {
     name: "web", memoryBytes: 4096, vcpus: 1, image: "i", bootMode: "BOOT_MODE_BARE", bootargs: "a", antiAffinityGroup: "g",
-    priority: "VM_PRIORITY_LOW", restartPolicy: "RESTART_POLICY_RESTART", start: true, diskBytes: [1048576], noIntegration: true,
+    priority: "VM_PRIORITY_LOW", restartPolicy: "RESTART_POLICY_RESTART", start: true, diskBytes: [1048576], noIntegration: true, nics: 0,
+    nicMacs: ["02:48:0a:0b:0c:0d"],
   } satisfies T.CreateVmRequest,
   StartVmRequest: { name: "web" } satisfies T.StartVmRequest,
   StopVmRequest: { name: "web", force: true, timeoutMs: 5 } satisfies T.StopVmRequest,

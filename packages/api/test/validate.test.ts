@@ -22,6 +22,8 @@ const create: CreateVmRequest = {
   start: false,
   diskBytes: [],
   noIntegration: false,
+  nics: 0,
+  nicMacs: [],
 };
 
 const migrate: MigrateRequest = {
@@ -101,6 +103,19 @@ describe("validate", () => {
     expect(fields(validateCreateVmRequest({ ...create, diskBytes: [64 * GiB + 512] }))).toEqual(["disk_bytes[0]"]);
     expect(fields(validateCreateVmRequest({ ...create, diskBytes: Array.from({ length: 9 }, () => MiB) }))).toEqual(["disk_bytes"]);
     expect(fields(validateCreateVmRequest({ ...create, noIntegration: "yes" }))).toEqual(["no_integration"]);
+  });
+
+  it("validate - nics and nic_macs: up to 8, MACs 02:48 and four lowercase bytes, no repeats, not both", () => {
+    expect(validateCreateVmRequest({ ...create, nics: 2 })).toEqual([]);
+    expect(validateCreateVmRequest({ ...create, nicMacs: ["02:48:00:00:00:01", "02:48:ff:00:00:02"] })).toEqual([]);
+    expect(fields(validateCreateVmRequest({ ...create, nics: 9 }))).toEqual(["nics"]);
+    expect(fields(validateCreateVmRequest({ ...create, nics: -1 }))).toEqual(["nics"]);
+    expect(validateCreateVmRequest({ ...create, nicMacs: ["02:48:00:00:00:01", "52:54:00:00:00:01"] }))
+      .toEqual([{ field: "nic_macs[1]", description: `must be "02:48:" and four more lowercase hex bytes, got "52:54:00:00:00:01"` }]);
+    expect(fields(validateCreateVmRequest({ ...create, nicMacs: ["02:48:00:00:00:01", "02:48:00:00:00:01"] }))).toEqual(["nic_macs[1]"]);
+    expect(fields(validateCreateVmRequest({ ...create, nicMacs: ["02:48:00:00:00:0A"] }))).toEqual(["nic_macs[0]"]);
+    expect(fields(validateCreateVmRequest({ ...create, nics: 1, nicMacs: ["02:48:00:00:00:01"] }))).toEqual(["nic_macs"]);
+    expect(fields(validateCreateVmRequest({ ...create, nicMacs: Array.from({ length: 9 }, (_, i) => `02:48:00:00:00:1${i}`) }))).toEqual(["nic_macs"]);
   });
 
   it("validate - memory_bytes: a positive multiple of 4 KiB, at most 2 GiB", () => {

@@ -24,8 +24,8 @@ export const COMMAND_VERSION = 1;
 export const COMMAND_BYTES_MAX = 64 * 1024;
 
 /** A VM spec as written by a caller: the optional fields take their defaults (see `VmSpec`). */
-export type VmSpecInput = Omit<VmSpec, "bootargs" | "antiAffinityGroup" | "affinityGroup" | "priority" | "restartPolicy" | "disks" | "integration"> &
-  Partial<Pick<VmSpec, "bootargs" | "antiAffinityGroup" | "affinityGroup" | "priority" | "restartPolicy" | "disks" | "integration">>;
+export type VmSpecInput = Omit<VmSpec, "bootargs" | "antiAffinityGroup" | "affinityGroup" | "priority" | "restartPolicy" | "disks" | "integration" | "nics"> &
+  Partial<Pick<VmSpec, "bootargs" | "antiAffinityGroup" | "affinityGroup" | "priority" | "restartPolicy" | "disks" | "integration" | "nics">>;
 
 interface Stamped {
   /** The proposer's clock (ms) when it proposed the command; a safe integer ≥ 0. */

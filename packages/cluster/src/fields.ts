@@ -26,6 +26,10 @@ export const VM_DISKS_MAX = 8;
 /** Virtual disk sizes: a positive multiple of 512 bytes, at most 64 GiB. */
 export const DISK_SECTOR_BYTES = 512;
 export const DISK_BYTES_MAX = 64 * 2 ** 30;
+/** Synthetic NICs of one VM, at most. */
+export const VM_NICS_MAX = 8;
+/** A NIC's MAC: locally administered, "02:48:" then four bytes, lowercase hex. */
+export const NIC_MAC_PATTERN = /^02:48(?::[0-9a-f]{2}){4}$/;
 
 /** Node, VM and group ids: 1 to 64 characters, letters, digits, '.', '_', '-', starting alphanumeric. */
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -137,7 +141,7 @@ export function nodeCapacity(value: unknown, path: string): Capacity {
   });
 }
 
-const SPEC_FIELDS = ["memoryBytes", "vcpus", "image", "bootMode", "bootargs", "antiAffinityGroup", "affinityGroup", "priority", "restartPolicy", "disks", "integration"] as const;
+const SPEC_FIELDS = ["memoryBytes", "vcpus", "image", "bootMode", "bootargs", "antiAffinityGroup", "affinityGroup", "priority", "restartPolicy", "disks", "integration", "nics"] as const;
 
 /** A VM's virtual disks in normal form; `[]` when absent (specs written before disks existed). */
 export function vmDisks(value: unknown, path: string): VmSpec["disks"] {
@@ -152,9 +156,25 @@ export function vmDisks(value: unknown, path: string): VmSpec["disks"] {
   }));
 }
 
+/** A VM's NICs in normal form; `[]` when absent (specs written before NICs existed). No MAC twice. */
+export function vmNics(value: unknown, path: string): VmSpec["nics"] {
+  if (value === undefined || value === null) return Object.freeze([]);
+  if (!Array.isArray(value)) fail(path, "must be an array of NICs", value);
+  if (value.length > VM_NICS_MAX) throw new ClusterCommandError(`${path} has ${value.length} NICs, more than ${VM_NICS_MAX}`);
+  const seen = new Set<string>();
+  return Object.freeze(value.map((n: unknown, i) => {
+    const f = record(n, `${path}[${i}]`, ["mac"]);
+    const mac = f["mac"];
+    if (typeof mac !== "string" || !NIC_MAC_PATTERN.test(mac)) fail(`${path}[${i}].mac`, `must be "02:48:" and four more lowercase hex bytes`, mac);
+    if (seen.has(mac)) fail(`${path}[${i}].mac`, "is the MAC of an earlier NIC of this VM", mac);
+    seen.add(mac);
+    return Object.freeze({ mac });
+  }));
+}
+
 /**
  * A VM spec in normal form. Defaults for absent fields: bootargs "", no groups, priority "normal",
- * restart policy "restart", no disks, integration services on. Memory must be a positive multiple of 4 KiB, vCPUs 1 to 64.
+ * restart policy "restart", no disks, integration services on, no NICs. Memory must be a positive multiple of 4 KiB, vCPUs 1 to 64.
  */
 export function vmSpec(value: unknown, path: string): VmSpec {
   const f = record(value, path, SPEC_FIELDS);
@@ -172,5 +192,6 @@ export function vmSpec(value: unknown, path: string): VmSpec {
     restartPolicy: f["restartPolicy"] === undefined ? "restart" : oneOf(f["restartPolicy"], RESTART_POLICIES, `${path}.restartPolicy`),
     disks: vmDisks(f["disks"], `${path}.disks`),
     integration: f["integration"] === undefined || f["integration"] === null ? true : optionalBoolean(f["integration"], `${path}.integration`),
+    nics: vmNics(f["nics"], `${path}.nics`),
   });
 }

@@ -19,7 +19,7 @@ export {
 } from "./snapshot.js";
 export {
   ADDRESS_CHARS_MAX, BOOTARGS_CHARS_MAX, CLUSTER_NODES_MAX, CLUSTER_VMS_MAX, ID_CHARS_MAX, IMAGE_CHARS_MAX, LABEL_VALUE_CHARS_MAX, LABELS_MAX,
-  NODE_VCPUS_MAX, PAGE_BYTES, VM_VCPUS_MAX, VM_DISKS_MAX, DISK_SECTOR_BYTES, DISK_BYTES_MAX,
+  NODE_VCPUS_MAX, PAGE_BYTES, VM_VCPUS_MAX, VM_DISKS_MAX, DISK_SECTOR_BYTES, DISK_BYTES_MAX, VM_NICS_MAX, NIC_MAC_PATTERN,
 } from "./fields.js";
 export { ClusterCommandError, ClusterInvariantError, ClusterSnapshotError, ClusterStateError } from "./errors.js";
 export {
@@ -28,7 +28,7 @@ export {
 } from "./types.js";
 export type {
   ActualReport, BootMode, Capacity, ClusterData, ClusterOptions, MigrationKind, MigrationRecord, NodeRecord, NodeState, NodeUsage, PlacementPolicy,
-  RejectionCode, RestartPolicy, VmActualState, VmDesiredState, VmPriority, VmRecord, VmSpec, VmDisk,
+  RejectionCode, RestartPolicy, VmActualState, VmDesiredState, VmPriority, VmRecord, VmSpec, VmDisk, VmNic,
 } from "./types.js";
 export { planRebalance } from "./rebalance.js";
 export type { RebalanceMove, RebalanceOptions } from "./rebalance.js";

@@ -23,6 +23,7 @@ class Violations {
  *    its epoch is a positive integer and its actual report is not from a later epoch;
  *  - no node's committed memory exceeds its capacity, nor its committed vCPUs the overcommit limit;
  *  - no two VMs of one anti-affinity group on one node (owned or reserved);
+ *  - no NIC MAC belongs to two VMs (the virtual switch delivers by MAC);
  *  - a migration in flight concerns an existing VM, starts from its owner at its epoch, goes to another
  *    registered node, and began at an index already applied;
  *  - when `usage` (the state machine's incremental ledger) is given: it equals the usage rebuilt from
@@ -39,7 +40,13 @@ export function checkInvariants(data: ClusterData, usage?: ReadonlyMap<string, N
   for (let i = 1; i < data.vms.length; i++) if (!(data.vms[i - 1]!.id < data.vms[i]!.id)) v.add(`VMs are not sorted by id at ${data.vms[i]!.id}`);
 
   let owned = 0;
+  const macs = new Map<string, string>();
   for (const vm of data.vms) {
+    for (const nic of vm.spec.nics) {
+      const holder = macs.get(nic.mac);
+      if (holder !== undefined && holder !== vm.id) v.add(`MAC ${nic.mac} belongs to vm ${holder} and vm ${vm.id}`);
+      macs.set(nic.mac, vm.id);
+    }
     if (!Number.isSafeInteger(vm.epoch) || vm.epoch < 1) v.add(`vm ${vm.id} has epoch ${vm.epoch}, not a positive integer`);
     if (vm.owner !== null) {
       owned++;

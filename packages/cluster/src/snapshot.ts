@@ -151,6 +151,7 @@ function canonical(data: ClusterData): unknown {
         restartPolicy: vm.spec.restartPolicy,
         disks: vm.spec.disks.map((d) => ({ sizeBytes: d.sizeBytes })),
         integration: vm.spec.integration,
+        nics: vm.spec.nics.map((n) => ({ mac: n.mac })),
       },
       desiredState: vm.desiredState,
       owner: vm.owner,

@@ -171,6 +171,8 @@ function usageWithout(u: NodeUsage, spec: VmSpec, role: "owned" | "incoming"): N
 export class ClusterState {
   private nodes = new Map<string, NodeRecord>();
   private vms = new Map<string, VmRecord>();
+  /** The VM each NIC MAC belongs to (a MAC is unique in the cluster: the switch is keyed by it). */
+  private macs = new Map<string, string>();
   /** By VM id. */
   private migrations = new Map<string, MigrationRecord>();
   private ledger = new UsageLedger();
@@ -405,6 +407,11 @@ export class ClusterState {
       owner = decision.node;
     }
     if (c.desiredState === "saved") return reject(c.type, "INVALID_ARGUMENT", `createVm.desiredState cannot be saved: a new VM has nothing to save`);
+    for (const nic of c.spec.nics) {
+      const holder = this.macs.get(nic.mac);
+      if (holder !== undefined) return reject(c.type, "ALREADY_EXISTS", `createVm.spec.nics: MAC ${nic.mac} belongs to vm ${holder}`);
+    }
+    for (const nic of c.spec.nics) this.macs.set(nic.mac, c.vm);
     this.putVm({ id: c.vm, spec: c.spec, desiredState: c.desiredState, owner, epoch: 1, actual: null, pendingReason: null, createdAtMs: c.atMs, savedState: null });
     this.ledger.add(owner, c.spec, "owned");
     return { ok: true, type: c.type, vm: c.vm, owner, epoch: 1 };
@@ -463,6 +470,7 @@ export class ClusterState {
     }
     if (vm.owner !== null) this.ledger.remove(vm.owner, vm.spec, "owned");
     this.vms.delete(c.vm);
+    for (const nic of vm.spec.nics) this.macs.delete(nic.mac);
     return { ok: true, type: c.type, vm: c.vm, owner: vm.owner };
   }
 
@@ -733,6 +741,7 @@ export class ClusterState {
     for (const m of data.migrations) ledger.add(m.to, vmsById.get(m.vm)!.spec, "incoming");
     this.nodes = new Map(data.nodes.map((n) => [n.id, n]));
     this.vms = vmsById;
+    this.macs = new Map(data.vms.flatMap((vm) => vm.spec.nics.map((n) => [n.mac, vm.id] as const)));
     this.migrations = new Map(data.migrations.map((m) => [m.vm, m]));
     this.ledger = ledger;
     this.applied = data.appliedIndex;

@@ -100,6 +100,13 @@ export interface VmSpec {
   readonly disks: readonly VmDisk[];
   /** Whether the guest is offered the integration services (heartbeat, shutdown, time sync, KVP). */
   readonly integration: boolean;
+  /** Synthetic NICs, in order (0 to 8), each on the virtual switch by its MAC (unique in the cluster). */
+  readonly nics: readonly VmNic[];
+}
+
+/** One synthetic NIC of a VM: its MAC, "02:48:" and four more bytes (the VM keeps it wherever it runs). */
+export interface VmNic {
+  readonly mac: string;
 }
 
 /** One virtual disk of a VM. */

@@ -36,7 +36,7 @@ describe("commands - encoding", () => {
       type: "createVm", atMs: 0, vm: "a", desiredState: "running", node: null,
       spec: {
         memoryBytes: 4096, vcpus: 1, image: "guests/build/hello.elf", bootMode: "bare", bootargs: "", antiAffinityGroup: null, affinityGroup: null,
-        priority: "normal", restartPolicy: "restart", disks: [], integration: true,
+        priority: "normal", restartPolicy: "restart", disks: [], integration: true, nics: [],
       },
     });
     expect(decodeCommand(encodeCommand({ type: "transfer", atMs: 0, vm: "a", from: "x", to: "y", epoch: 1 }))).toMatchObject({ migrationId: null });
@@ -144,5 +144,29 @@ describe("commands - VM disks", () => {
     expect(() => encodeCommand(create([{ sizeBytes: 128 * GiB }]))).toThrow(/disks\[0\]\.sizeBytes/);
     expect(() => encodeCommand(create(Array.from({ length: 9 }, () => ({ sizeBytes: MiB }))))).toThrow("createVm.spec.disks has 9 disks, more than 8");
     expect(decodeCommand(encodeCommand(create([{ sizeBytes: MiB }])))).toMatchObject({ spec: { disks: [{ sizeBytes: MiB }], integration: true } });
+  });
+});
+
+describe("commands - VM NICs", () => {
+  it("refuses a MAC that is not 02:48 and four lowercase bytes, one NIC's MAC twice and more than 8 NICs, naming the field", () => {
+    const create = (nics: { mac: string }[]): ClusterCommand => ({ type: "createVm", atMs: 0, vm: "a", spec: spec(4096, 1, { nics }) });
+    expect(() => encodeCommand(create([{ mac: "02:48:00:00:00:0G" }]))).toThrow(/createVm\.spec\.nics\[0\]\.mac must be "02:48:" and four more lowercase hex bytes/);
+    expect(() => encodeCommand(create([{ mac: "52:54:00:00:00:01" }]))).toThrow(/nics\[0\]\.mac/);
+    expect(() => encodeCommand(create([{ mac: "02:48:00:00:00:01" }, { mac: "02:48:00:00:00:01" }]))).toThrow(/nics\[1\]\.mac is the MAC of an earlier NIC/);
+    expect(() => encodeCommand(create(Array.from({ length: 9 }, (_, i) => ({ mac: `02:48:00:00:00:1${i}` }))))).toThrow("createVm.spec.nics has 9 NICs, more than 8");
+    expect(decodeCommand(encodeCommand(create([{ mac: "02:48:0a:0b:0c:0d" }])))).toMatchObject({ spec: { nics: [{ mac: "02:48:0a:0b:0c:0d" }] } });
+  });
+
+  it("refuses a second VM with a MAC already in the cluster, and frees a deleted VM's MAC", () => {
+    const s = new ClusterState();
+    const apply = (c: ClusterCommand) => s.apply(s.appliedIndex + 1, encodeCommand(c));
+    expect(apply(nodeCommand("n1", 64 * MiB, 4)).ok).toBe(true);
+    const create = (vm: string, mac: string): ClusterCommand => ({ type: "createVm", atMs: 1, vm, spec: spec(MiB, 1, { nics: [{ mac }] }) });
+    expect(apply(create("a", "02:48:00:00:00:01")).ok).toBe(true);
+    const twin = apply(create("b", "02:48:00:00:00:01"));
+    expect(twin).toMatchObject({ ok: false, code: "ALREADY_EXISTS", message: "createVm.spec.nics: MAC 02:48:00:00:00:01 belongs to vm a" });
+    expect(apply({ type: "deleteVm", atMs: 2, vm: "a" }).ok).toBe(true);
+    expect(apply(create("b", "02:48:00:00:00:01")).ok).toBe(true);
+    expect(s.checkInvariants()).toEqual([]);
   });
 });

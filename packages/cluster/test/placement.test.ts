@@ -152,7 +152,7 @@ describe("placement - usage ledger", () => {
   it("asserts that usage never goes negative and a node leaves with nothing committed", () => {
     const ledger = new UsageLedger();
     ledger.addNode("n1");
-    const s = { ...spec(GiB, 2), bootargs: "", antiAffinityGroup: "g", affinityGroup: null, priority: "normal" as const, restartPolicy: "restart" as const, disks: [], integration: true };
+    const s = { ...spec(GiB, 2), bootargs: "", antiAffinityGroup: "g", affinityGroup: null, priority: "normal" as const, restartPolicy: "restart" as const, disks: [], integration: true, nics: [] };
     expect(() => ledger.remove("n1", s, "owned")).toThrow(ClusterInvariantError);
     ledger.add("n1", s, "incoming");
     expect(ledger.get("n1")).toMatchObject({ memoryBytes: GiB, vcpus: 2, vms: 0, incoming: 1 });

@@ -180,3 +180,19 @@ describe("snapshot - VM devices", () => {
     expect(restored.getVm("store")!.spec).toMatchObject({ disks: [], integration: true });
   });
 });
+
+describe("snapshot - VM NICs", () => {
+  it("round-trips NICs, keeps their MACs taken after a restore, and loads a snapshot written before NICs with none", () => {
+    const s = build([...history, { type: "createVm", atMs: 6, vm: "web", spec: spec(MiB, 1, { nics: [{ mac: "02:48:00:00:00:07" }] }) }]);
+    const copy = new ClusterState();
+    copy.restore(s.snapshot());
+    expect(copy.getVm("web")!.spec.nics).toEqual([{ mac: "02:48:00:00:00:07" }]);
+    expect(copy.apply(copy.appliedIndex + 1, encodeCommand({ type: "createVm", atMs: 7, vm: "web2", spec: spec(MiB, 1, { nics: [{ mac: "02:48:00:00:00:07" }] }) })))
+      .toMatchObject({ ok: false, code: "ALREADY_EXISTS" });
+    const old = new TextDecoder().decode(s.snapshot().subarray(10, -4)).replaceAll(/,"nics":\[[^\]]*\]/g, "");
+    expect(old).not.toContain("nics");
+    const restored = new ClusterState();
+    restored.restore(seal(old));
+    expect(restored.getVm("web")!.spec.nics).toEqual([]);
+  });
+});

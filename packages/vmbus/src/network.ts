@@ -76,6 +76,8 @@ export class NetworkVsp implements Vsp {
   private stopListening: (() => void) | undefined;
   private delivering = true;
   private seq = 0;
+  /** The VM runs elsewhere now: this port holds what arrives until the new port announces itself. */
+  private leaving: (() => void) | undefined;
 
   /** `senderId`: unique to this port among all nodes (it prefixes the ids of the frames it sends). */
   constructor(
@@ -113,18 +115,43 @@ export class NetworkVsp implements Vsp {
   }
 
   /**
+   * Tells the fabric this port listens for its MAC now (an empty frame to its own MAC): the port the
+   * VM ran behind before hands over what it holds once it hears it (see `leave`). Call after `listen`:
+   * one connection sends the subscription before the announcement.
+   */
+  announce(): void {
+    this.fabric.publish(this.mac, { id: this.senderId, frame: new Uint8Array(0) }); // its id: the port's own
+  }
+
+  /**
+   * The VM moved to another node: deliver nothing more here, keep holding what arrives, and hand it
+   * all over (`handOver`) once the new port announces itself; `handedOver` is called then. The caller
+   * bounds the wait by calling `handOver` itself.
+   */
+  leave(handedOver?: () => void): void {
+    this.delivering = false;
+    this.channel = undefined;
+    this.listen();
+    this.leaving = handedOver ?? (() => undefined);
+  }
+
+  /**
    * The VM runs elsewhere now: stop listening and give the frames that waited here back to the
    * fabric, for the port that serves the VM now (it drops any it already has).
    */
   handOver(): void {
+    const handedOver = this.leaving;
+    this.leaving = undefined;
     this.stopListening?.();
     this.stopListening = undefined;
     this.channel = undefined;
     for (const f of this.queue.splice(0)) this.fabric.publish(this.mac, f);
+    handedOver?.();
   }
 
   /** Stops listening; frames waiting here are dropped. */
   shutdown(): void {
+    this.leaving = undefined;
     this.stopListening?.();
     this.stopListening = undefined;
     this.channel = undefined;
@@ -147,6 +174,11 @@ export class NetworkVsp implements Vsp {
   }
 
   private arrive(f: FabricFrame): void {
+    if (f.frame.length === 0) {
+      // a port's announcement: the new home of the VM this port served listens now
+      if (this.leaving !== undefined && f.id !== this.senderId) this.handOver();
+      return;
+    }
     if (this.recent.has(f.id)) {
       this.stats.duplicates++;
       return;

@@ -95,6 +95,35 @@ describe("network - a NIC's port on the switch", () => {
     expect(fabric.listeners.get(VM)?.size).toBe(1);
   });
 
+  it("a port that left holds what arrives until the VM's new port announces itself, then hands it over; its own announcement does not count", () => {
+    const fabric = new MemoryFabric();
+    const before = new NetworkVsp(VM, fabric, "a");
+    const beforeEnd = guestEnd();
+    before.open(beforeEnd);
+    before.announce(); // its own announcement: nothing to hand over, nothing delivered
+    fabric.publish(VM, { id: "p-1", frame: frame(VM, PEER, "1") });
+    before.suspend();
+    let handed = 0;
+    before.leave(() => handed++); // the migration committed: the VM resumes elsewhere
+    before.announce();
+    fabric.publish(VM, { id: "p-2", frame: frame(VM, PEER, "2") }); // nobody serves the VM yet: held here
+    expect(handed).toBe(0);
+    const after = new NetworkVsp(VM, fabric, "a-1"); // a sender id that "a" prefixes, but not "a-"
+    const afterEnd = guestEnd();
+    after.open(afterEnd);
+    fabric.publish(VM, { id: "p-3", frame: frame(VM, PEER, "3") }); // reaches both; the old one holds it
+    expect(handed).toBe(0);
+    after.announce();
+    expect(handed).toBe(1);
+    fabric.publish(VM, { id: "p-4", frame: frame(VM, PEER, "4") });
+    expect(beforeEnd.got.map(body)).toEqual(["1"]);
+    expect(afterEnd.got.map(body).sort()).toEqual(["2", "3", "4"]);
+    expect(after.stats).toMatchObject({ framesIn: 3, duplicates: 1 });
+    expect(fabric.listeners.get(VM)?.size).toBe(1);
+    before.announce();
+    expect(afterEnd.got).toHaveLength(3); // announcements never reach a guest
+  });
+
   it("fabric messages carry the frame's id; a message shorter than its id is refused", () => {
     const f = { id: "node-7-42", frame: frame(VM, PEER, "x") };
     expect(decodeFabricFrame(encodeFabricFrame(f))).toEqual(f);

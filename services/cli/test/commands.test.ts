@@ -56,7 +56,7 @@ async function addVm(backend: FakeBackend, name: string): Promise<void> {
   await backend.createVm(
     {
       name, memoryBytes: 64 * MiB, vcpus: 1, image: "dirtier", bootMode: "BOOT_MODE_BARE", bootargs: "", antiAffinityGroup: "",
-      priority: "VM_PRIORITY_NORMAL", restartPolicy: "RESTART_POLICY_RESTART", start: true, diskBytes: [], noIntegration: false,
+      priority: "VM_PRIORITY_NORMAL", restartPolicy: "RESTART_POLICY_RESTART", start: true, diskBytes: [], noIntegration: false, nics: 0, nicMacs: [],
     },
     callContext(),
   );
@@ -203,6 +203,30 @@ describe.concurrent("commands - VM lifecycle", { timeout: 60_000 }, () => {
     expect(bad.code).toBe(2);
     expect(oneLine(bad.stderr)).toMatch(/^hyperfleet: --disk: 1.1K is not a positive multiple of 512 bytes/);
     expect(c.get().backend.vms.has("t7")).toBe(false);
+  });
+
+  it("vm - create --nics and --nic-mac (repeatable); show prints the NICs' MACs; both together or a bad MAC are refused", async () => {
+    const r = await hyperfleet(["vm", "create", "t9", "--memory", "32M", "--image", "kvserver", "--nics", "2", "--no-start", ...c.flags()]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const macs = c.get().backend.vms.get("t9")!.spec.nicMacs;
+    expect(macs).toHaveLength(2);
+    const shown = await hyperfleet(["vm", "show", "t9", ...c.flags()]);
+    expect(shown.stdout).toContain(`NICs:`);
+    expect(shown.stdout).toContain(`nic0 ${macs[0]!}, nic1 ${macs[1]!}\n`);
+    const given = await hyperfleet(["vm", "create", "t10", "--image", "kvserver", "--nic-mac", "02:48:00:00:0a:01", "--nic-mac", "02:48:00:00:0a:02", "--no-start", ...c.flags()]);
+    expect(given.code).toBe(0);
+    expect(c.get().backend.vms.get("t10")!.spec.nicMacs).toEqual(["02:48:00:00:0a:01", "02:48:00:00:0a:02"]);
+    const both = await hyperfleet(["vm", "create", "t11", "--image", "kvserver", "--nics", "1", "--nic-mac", "02:48:00:00:0a:03", ...c.flags()]);
+    expect(both.code).not.toBe(0);
+    expect(oneLine(both.stderr)).toMatch(/nic_macs: give either nics \(1\) or nic_macs, not both/);
+    const bad = await hyperfleet(["vm", "create", "t12", "--image", "kvserver", "--nic-mac", "52:54:00:12:34:56", ...c.flags()]);
+    expect(bad.code).not.toBe(0);
+    expect(oneLine(bad.stderr)).toMatch(/nic_macs\[0\]: must be "02:48:" and four more lowercase hex bytes/);
+    const many = await hyperfleet(["vm", "create", "t13", "--image", "kvserver", "--nics", "9", ...c.flags()]);
+    expect(many.code).toBe(2);
+    expect(oneLine(many.stderr)).toMatch(/^hyperfleet: --nics: "9" is not an integer from 0 to 8/);
+    expect(["t11", "t12", "t13"].some((n) => c.get().backend.vms.has(n))).toBe(false);
   });
 
   it("create starts the VM unless --no-start", async () => {

@@ -4,6 +4,7 @@
  * (a rejection becomes the matching `ApiError`). The node wraps it in `forwardingBackend`, so writes
  * reach this code only on the leader.
  */
+import { randomBytes } from "node:crypto";
 import type {
   AddMemberRequest, Backend, CallContext, CancelMigrationRequest, ClusterStatus, ConsoleOpenRequest, ConsoleOutput, CreateVmRequest,
   DeleteVmRequest, DeleteVmResponse, GetMigrationRequest, GetVmRequest, ListMigrationsRequest, ListMigrationsResponse, ListNodesRequest,
@@ -59,6 +60,7 @@ export function toApiVm(vm: VmRecord, migration: MigrationRecord | null, guest: 
       restartPolicy: vm.spec.restartPolicy === "do-not-restart" ? "RESTART_POLICY_DO_NOT_RESTART" : "RESTART_POLICY_RESTART",
       diskBytes: vm.spec.disks.map((d) => d.sizeBytes),
       noIntegration: !vm.spec.integration,
+      nicMacs: vm.spec.nics.map((n) => n.mac),
     },
     desiredState: apiDesiredState(vm.desiredState),
     state: vmState(vm),
@@ -145,10 +147,32 @@ export class NodeBackend implements Backend {
         restartPolicy: r.restartPolicy === "RESTART_POLICY_DO_NOT_RESTART" ? "do-not-restart" : "restart",
         disks: (r.diskBytes ?? []).map((sizeBytes) => ({ sizeBytes })),
         integration: r.noIntegration !== true,
+        nics: (r.nicMacs !== undefined && r.nicMacs.length > 0 ? r.nicMacs : this.assignMacs(r.nics ?? 0)).map((mac) => ({ mac })),
       },
       desiredState: r.start ? "running" : "stopped",
     });
     return this.view(r.name);
+  }
+
+  /**
+   * `count` MACs for new NICs: "02:48:", then four random bytes, the first below 0xff (02:48:ff:... are
+   * the gateways'), none in use in the cluster now. A collision with a VM created meanwhile is refused
+   * by the cluster state (ALREADY_EXISTS, naming the MAC).
+   */
+  private assignMacs(count: number): string[] {
+    const taken = new Set(this.node.state.listVms().flatMap((vm) => vm.spec.nics.map((n) => n.mac)));
+    const out: string[] = [];
+    for (let attempt = 0; out.length < count; attempt++) {
+      if (attempt >= 1000) throw new ApiError("RESOURCE_EXHAUSTED", `no free NIC MAC found in ${attempt} tries`);
+      const b = randomBytes(4);
+      if (b[0] === 0xff) continue;
+      const mac = `02:48:${[...b].map((x) => x.toString(16).padStart(2, "0")).join(":")}`;
+      if (!taken.has(mac)) {
+        taken.add(mac);
+        out.push(mac);
+      }
+    }
+    return out;
   }
 
   private async desire(name: string, desiredState: "running" | "stopped" | "paused", savedState: string | null = null): Promise<Vm> {

@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { NAME_PATTERN } from "@hyperfleet/api";
 
 /** A configuration that does not describe a node (fleetd exits 2 with its message). */
 export class FleetdConfigError extends Error {
@@ -68,13 +69,21 @@ export interface FleetdConfig {
   readonly storageDir: string | null;
   /** A graceful stop gives the guest this long to power off after the shutdown request (StopVm without a timeout). */
   readonly guestShutdownTimeoutMs: number;
+  /** TCP ports on this node that reach a VM's request/response service through its first NIC, wherever it runs. */
+  readonly gateways: readonly GatewayConfig[];
+}
+
+/** `--gateways [HOST:]PORT=VM,...`: one gateway (see `Gateway` in @hyperfleet/vmbus) per entry. */
+export interface GatewayConfig {
+  readonly listen: HostPort;
+  readonly vm: string;
 }
 
 export const CONFIG_FLAGS = [
   "id", "cluster-id", "cluster-token", "data-dir", "listen-api", "listen-raft", "listen-http", "peers", "initial-voters", "nats-url",
   "memory-mib", "vcpus", "image-dir", "tick-ms", "election-ticks", "heartbeat-ticks", "lease-ms",
   "shutdown-timeout-ms", "nats-token", "failover-margin-ms", "fence-margin-ms",
-  "rebalance-interval-ms", "rebalance-threshold-percent", "storage-dir", "guest-shutdown-timeout-ms",
+  "rebalance-interval-ms", "rebalance-threshold-percent", "storage-dir", "guest-shutdown-timeout-ms", "gateways",
 ] as const;
 export type ConfigFlag = (typeof CONFIG_FLAGS)[number];
 
@@ -115,6 +124,24 @@ export function parsePeers(text: string): PeerConfig[] {
     const raftAddress = item.slice(eq + 1).trim();
     parseHostPort(raftAddress, `--peers ${id}`);
     return { id, raftAddress };
+  });
+}
+
+/** `[HOST:]PORT=VM,...` (HOST defaults to `defaultHost`); "" is none. */
+export function parseGateways(text: string, defaultHost: string): GatewayConfig[] {
+  if (text.trim() === "") return [];
+  const seen = new Set<string>();
+  return text.split(",").map((item) => {
+    const eq = item.indexOf("=");
+    if (eq <= 0) throw new FleetdConfigError(`--gateways: expected [HOST:]PORT=VM, got ${JSON.stringify(item)}`);
+    const where = item.slice(0, eq).trim();
+    const vm = item.slice(eq + 1).trim();
+    if (!NAME_PATTERN.test(vm)) throw new FleetdConfigError(`--gateways: bad VM name ${JSON.stringify(vm)} in ${JSON.stringify(item)}`);
+    const listen = parseHostPort(/^\d+$/.test(where) ? `${defaultHost.includes(":") ? `[${defaultHost}]` : defaultHost}:${where}` : where, `--gateways ${vm}`);
+    const key = `${listen.host}:${listen.port}`;
+    if (listen.port !== 0 && seen.has(key)) throw new FleetdConfigError(`--gateways: ${key} is listed twice`);
+    seen.add(key);
+    return { listen, vm };
   });
 }
 
@@ -232,6 +259,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Fl
       return v === undefined || v.trim() === "" ? null : resolve(v.trim());
     })(),
     guestShutdownTimeoutMs: integer("guest-shutdown-timeout-ms", 5000, 0, 3_600_000),
+    gateways: parseGateways(get("gateways") ?? "", listenApi.host),
     fenceMarginMs: (() => {
       const fence = integer("fence-margin-ms", 2000, 0, 60_000);
       const lease = integer("lease-ms", 10_000, 1000, 60_000);

@@ -1,21 +1,25 @@
 /**
  * The synthetic devices (VMBus) of the VMs that run on this node: for each running child, its
  * virtual disks (image files on cluster storage, `<storage-dir>/<vm>/disk<i>.hfdisk`, shared by every
- * node) and its integration services (heartbeat, shutdown, time sync, KVP), served by one `VmBus`.
+ * node), its NICs (ports on the virtual switch, which carries frames over NATS by MAC, so a VM keeps
+ * its address wherever it runs) and its integration services (heartbeat, shutdown, time sync, KVP),
+ * served by one `VmBus`.
  *
  * The node attaches a VM's devices wherever the VM comes to run here (a boot, a start from a saved
  * state, an arrived migration, a failover restart) and detaches them wherever it stops running here
  * (stopped, destroyed, saved, moved away). A disk is created the first time its VM starts anywhere;
  * afterwards every node opens the same file. Only one node serves a VM at a time: a migration's
  * source suspends its VMBus before the stop-and-copy, and the destination attaches only once the
- * VM runs there.
+ * VM runs there. A NIC's port on the source keeps what arrives for the VM during the switchover and
+ * hands it to the destination's port as soon as that one announces it listens (or after
+ * `HANDOVER_WAIT_MS`), so frames sent meanwhile are delivered there, not dropped.
  */
 import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { VmSpec } from "@hyperfleet/cluster";
 import { ChannelType, type ChildPartition, type Offer } from "@hyperfleet/hypervisor";
 import {
-  buildOffers, DiskImage, DiskImageError, IntegrationServices, StorageVsp, VmBus, type GuestHealth, type Vsp,
+  buildOffers, DiskImage, DiskImageError, IntegrationServices, NetworkVsp, StorageVsp, VmBus, type GuestHealth, type SwitchFabric, type Vsp,
 } from "@hyperfleet/vmbus";
 import type { FleetdLogger } from "./node.js";
 
@@ -31,10 +35,24 @@ export type GuestView = { health: GuestHealth | "unknown"; kvp: Record<string, s
 export type GuestShutdown = "off" | "not-connected" | "refused" | "timeout";
 
 export const DISK_FILE_SUFFIX = ".hfdisk";
+/** How long a moved VM's old NIC port waits for the new one to announce itself before it hands over anyway. */
+export const HANDOVER_WAIT_MS = 5000;
 
-/** The offers of a VM with this spec (integration services on channels 1-4, disks from 8). */
-export function offersFor(spec: Pick<VmSpec, "disks" | "integration">): Offer[] {
-  return buildOffers({ disks: spec.disks.length, integration: spec.integration });
+/** The offers of a VM with this spec (integration services on channels 1-4, disks from 8, NICs from 16). */
+export function offersFor(spec: Pick<VmSpec, "disks" | "integration" | "nics">): Offer[] {
+  return buildOffers({ disks: spec.disks.length, integration: spec.integration, nics: spec.nics.map((n) => macParam(n.mac)) });
+}
+
+/** A NIC offer's param: the MAC's last four bytes ("02:48:" is implied). */
+export function macParam(mac: string): number {
+  return parseInt(mac.slice(6).replaceAll(":", ""), 16) >>> 0;
+}
+
+/** Where a node's NIC ports are: the switch fabric and a prefix unique to this node process. */
+export interface NodeSwitch {
+  readonly fabric: SwitchFabric;
+  /** Unique among all node processes ever (the node id and a random part): prefixes the ports' frame ids. */
+  readonly portPrefix: string;
 }
 
 /** The devices of one VM running here. */
@@ -45,18 +63,24 @@ class Attached {
   readonly timeSync = this.ics.timeSync;
   readonly kvp = this.ics.kvp;
   readonly storage: StorageVsp[];
+  readonly nics: NetworkVsp[];
   readonly bus: VmBus;
 
   constructor(
     readonly vm: string,
     readonly child: ChildPartition,
-    offers: readonly Offer[],
+    spec: Pick<VmSpec, "disks" | "integration" | "nics">,
     readonly disks: DiskImage[],
+    net: NodeSwitch | null,
+    generation: number,
     log: FleetdLogger,
   ) {
     this.storage = disks.map((d, i) => new StorageVsp(d, (e) => log.warn(`vm ${vm} disk${i}: ${e.message}`)));
-    const provider = (o: Offer): Vsp | undefined => (o.type === ChannelType.Storage ? this.storage[o.instance] : this.ics.provider(o));
-    this.bus = new VmBus(child.worker!, offers, { provider, onError: (o, e) => log.warn(`vm ${vm} channel ${o.channel}: ${e.message}`) });
+    if (spec.nics.length > 0 && net === null) throw new DeviceError(`vm ${vm} has NICs but this node has no switch (no NATS connection yet)`);
+    this.nics = spec.nics.map((n, i) => new NetworkVsp(n.mac, net!.fabric, `${net!.portPrefix}.${vm}.${generation}.${i}`));
+    const provider = (o: Offer): Vsp | undefined =>
+      o.type === ChannelType.Storage ? this.storage[o.instance] : o.type === ChannelType.Network ? this.nics[o.instance] : this.ics.provider(o);
+    this.bus = new VmBus(child.worker!, offersFor(spec), { provider, onError: (o, e) => log.warn(`vm ${vm} channel ${o.channel}: ${e.message}`) });
   }
 }
 
@@ -64,12 +88,22 @@ export class NodeDevices {
   private readonly attached = new Map<string, Attached>();
   /** Per VM, the bytes its guest wrote to its disks on this node, from earlier attachments (for the metric). */
   private readonly writtenBefore = new Map<string, number>();
+  /** NIC ports of VMs that moved away, holding what arrives until the VM's new ports announce themselves. */
+  private readonly leaving = new Set<NetworkVsp>();
+  private readonly leaveTimers = new Set<NodeJS.Timeout>();
+  private net: NodeSwitch | null = null;
+  private generation = 0;
 
   /** `storageDir`: the cluster storage folder (every node the same); null: VMs with disks cannot run here. */
   constructor(
     readonly storageDir: string | null,
     private readonly log: FleetdLogger,
   ) {}
+
+  /** The virtual switch for the VMs' NICs (the node's NATS connection), once it is connected. */
+  useSwitch(net: NodeSwitch): void {
+    this.net = net;
+  }
 
   /** `<storage-dir>/<vm>`: the folder of a VM's disks. */
   vmDir(vm: string): string {
@@ -119,7 +153,7 @@ export class NodeDevices {
    * Starts serving the devices of a VM that runs here now (its worker exists). `disks`: from
    * `openDisks` (opened here when absent). Replaces an earlier attachment of the same VM.
    */
-  async attach(vm: string, child: ChildPartition, spec: Pick<VmSpec, "disks" | "integration">, disks?: DiskImage[]): Promise<void> {
+  async attach(vm: string, child: ChildPartition, spec: Pick<VmSpec, "disks" | "integration" | "nics">, disks?: DiskImage[]): Promise<void> {
     const images = disks ?? (await this.openDisks(vm, spec));
     if (child.worker === undefined || this.attached.get(vm)?.child === child) {
       await closeDisks(images);
@@ -127,8 +161,20 @@ export class NodeDevices {
       return;
     }
     await this.detach(vm);
-    const a = new Attached(vm, child, offersFor(spec), images, this.log);
+    let a: Attached;
+    try {
+      a = new Attached(vm, child, spec, images, this.net, ++this.generation, this.log);
+    } catch (e) {
+      await closeDisks(images);
+      throw e;
+    }
     this.attached.set(vm, a);
+    // the VM's ports listen before the guest is served, then tell the port it left behind (if it
+    // moved here) to hand over what it held
+    for (const nic of a.nics) {
+      nic.listen();
+      nic.announce();
+    }
     a.bus.attach();
   }
 
@@ -142,8 +188,12 @@ export class NodeDevices {
     return this.attached.has(vm);
   }
 
-  /** Stops serving a VM's devices and closes its disks (nothing when none are attached). */
-  async detach(vm: string): Promise<void> {
+  /**
+   * Stops serving a VM's devices and closes its disks (nothing when none are attached). `movedAway`:
+   * the VM runs on another node now (a migration committed): its NIC ports keep what arrives until
+   * the new ports announce themselves, then hand it over; otherwise they stop listening.
+   */
+  async detach(vm: string, movedAway = false): Promise<void> {
     const a = this.attached.get(vm);
     if (a === undefined) return;
     this.attached.delete(vm);
@@ -151,8 +201,28 @@ export class NodeDevices {
     try {
       a.bus.close();
     } finally {
+      for (const nic of a.nics) {
+        if (movedAway) this.leave(nic);
+        else nic.shutdown();
+      }
       await closeDisks(a.disks);
     }
+  }
+
+  private leave(nic: NetworkVsp): void {
+    this.leaving.add(nic);
+    const timer = setTimeout(() => nic.handOver(), HANDOVER_WAIT_MS);
+    this.leaveTimers.add(timer);
+    nic.leave(() => {
+      clearTimeout(timer);
+      this.leaveTimers.delete(timer);
+      this.leaving.delete(nic);
+    });
+  }
+
+  /** NIC ports of VMs that moved away still waiting to hand over (for tests and the shutdown). */
+  leavingPorts(): number {
+    return this.leaving.size;
   }
 
   /** Heartbeat: one PING to every guest served here (the node calls it every second). */
@@ -223,9 +293,12 @@ export class NodeDevices {
     }
   }
 
-  /** Detaches every VM (the node closes). */
+  /** Detaches every VM (the node closes); ports still handing over do it now. */
   async closeAll(): Promise<void> {
     for (const vm of [...this.attached.keys()]) await this.detach(vm).catch(() => undefined);
+    for (const nic of [...this.leaving]) nic.handOver();
+    for (const t of this.leaveTimers) clearTimeout(t);
+    this.leaveTimers.clear();
   }
 }
 

@@ -28,6 +28,8 @@ export interface LocalClusterOptions {
   readonly imageDir?: string;
   /** Extra `HYPERFLEET_*` environment for every node. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Extra `HYPERFLEET_*` environment for one node (by id: n1, n2, ...), over `env`. */
+  readonly nodeEnv?: (id: string) => Readonly<Record<string, string>>;
   /** Also start a Prometheus server that scrapes the nodes. */
   readonly prometheus?: Omit<LocalPrometheusOptions, "dir" | "targets">;
 }
@@ -160,6 +162,7 @@ export class LocalCluster {
           // cluster storage: one folder every node shares (the VMs' virtual disks)
           HYPERFLEET_STORAGE_DIR: join(dir, "storage"),
           ...options.env,
+          ...options.nodeEnv?.(p.id),
           HYPERFLEET_ID: p.id,
           HYPERFLEET_CLUSTER_ID: "local",
           HYPERFLEET_CLUSTER_TOKEN: token,

@@ -46,6 +46,8 @@ export interface MetricsSource {
   migrationsInFlight(): number;
   /** Bytes each VM's guest wrote to its virtual disks through this node (optional). */
   diskBytesWritten?(): ReadonlyMap<string, number>;
+  /** This node's gateways and their counts since it started (optional). */
+  gateways?(): readonly { readonly vm: string; readonly address: string; readonly stats: { requests: number; resends: number; timeouts: number } }[];
   /** The cluster's nodes as this node's replica of the state knows them. */
   clusterNodes(): readonly { readonly state: string }[];
 }
@@ -86,6 +88,9 @@ export class FleetdMetrics {
   private readonly migrationBytes: Histogram;
   private readonly migrationsInFlight: Gauge;
   private readonly vmDiskWritten: Counter;
+  private readonly gatewayRequests: Counter;
+  private readonly gatewayResends: Counter;
+  private readonly gatewayTimeouts: Counter;
   private readonly migrationRemaining: Gauge;
   private readonly migrationDirtyRate: Gauge;
   // failover
@@ -134,6 +139,9 @@ export class FleetdMetrics {
     this.vmMemory = gauge("hyperfleet_vm_memory_bytes", "Guest memory of the VM.", ["vm"]);
     this.vmVcpus = gauge("hyperfleet_vm_vcpus", "vCPUs of the VM (count).", ["vm"]);
     this.vmDiskWritten = counter("hyperfleet_vm_disk_bytes_written_total", "Bytes the VM's guest wrote to its virtual disks through this node.", ["vm"]);
+    this.gatewayRequests = counter("hyperfleet_gateway_requests_total", "Requests this node's gateway passed to the VM's service.", ["vm", "address"]);
+    this.gatewayResends = counter("hyperfleet_gateway_resends_total", "Requests this node's gateway sent again (no answer in time, e.g. during a switchover).", ["vm", "address"]);
+    this.gatewayTimeouts = counter("hyperfleet_gateway_timeouts_total", "Requests this node's gateway gave up on (the client was answered ERR timeout).", ["vm", "address"]);
 
     this.migrations = counter("hyperfleet_migration_finished_total", "Migrations this node sent, by result and kind.", ["result", "kind"]);
     this.migrationDowntime = histogram("hyperfleet_migration_downtime_seconds", "Downtime of the successful migrations this node sent.",
@@ -257,6 +265,12 @@ export class FleetdMetrics {
 
     for (const m of [this.vmInfo, this.vmInstructions, this.vmExits, this.vmWriteProtect, this.vmThrottle, this.vmMemory, this.vmVcpus, this.vmDiskWritten]) m.reset();
     for (const [vm, bytes] of this.source.diskBytesWritten?.() ?? []) this.vmDiskWritten.inc({ vm }, bytes);
+    for (const m of [this.gatewayRequests, this.gatewayResends, this.gatewayTimeouts]) m.reset();
+    for (const g of this.source.gateways?.() ?? []) {
+      this.gatewayRequests.inc({ vm: g.vm, address: g.address }, g.stats.requests);
+      this.gatewayResends.inc({ vm: g.vm, address: g.address }, g.stats.resends);
+      this.gatewayTimeouts.inc({ vm: g.vm, address: g.address }, g.stats.timeouts);
+    }
     children.forEach((c, i) => {
       const vm = c.spec.name;
       this.vmInfo.set({ vm, state: c.state }, 1);

@@ -13,6 +13,7 @@
  * The reconcile loop (every `RECONCILE_MS`) makes this node run exactly the VMs it owns at their current
  * epoch, in their desired state, while it holds a live lease, and reports what they do.
  */
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
@@ -30,10 +31,12 @@ import { MigrationDestination, MigrationSource, NatsTransport, type MigrationPro
 import {
   EntryType, GrpcRaftTransport, NotLeaderError, ProposalOutcomeUnknownError, ProposalRejectedError, RaftNode, type Entry, type MemberInfo,
 } from "@hyperfleet/raft";
+import { NatsFabric } from "@hyperfleet/vmbus";
 import { emptyProgress, NodeBackend } from "./backend.js";
 import { raftDir, type FleetdConfig } from "./config.js";
 import { closeDisks, NodeDevices, offersFor, type GuestShutdown, type GuestView } from "./devices.js";
 import { VmEventHub } from "./events.js";
+import { NodeGateways } from "./gateways.js";
 import { FleetdMetrics } from "./metrics.js";
 import { SavedStateError, SavedStateStore } from "./saved-states.js";
 
@@ -122,6 +125,8 @@ export class FleetdNode {
   private readonly clients = new Map<string, ApiClient>();
   private reconcileTimer: NodeJS.Timeout | undefined;
   private leaseTimer: NodeJS.Timeout | undefined;
+  /** This node's gateways (`--gateways`), once NATS is connected. */
+  gateways: NodeGateways | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private reconciling = false;
   private closing = false;
@@ -218,6 +223,7 @@ export class FleetdNode {
       node: config.id, physicalCpus: config.vcpus, root: this.root, raft: this.raft,
       migrationsInFlight: () => this.sending.size, clusterNodes: () => this.state.listNodes(),
       diskBytesWritten: () => this.devices.writtenBytes(),
+      gateways: () => this.gateways?.list() ?? [],
     });
     this.metrics.instrumentRaft(this.raft);
   }
@@ -241,6 +247,10 @@ export class FleetdNode {
 
   private async startServices(): Promise<void> {
     this.nc = await connect({ servers: this.config.natsUrl, name: `fleetd-${this.id}`, token: this.config.natsToken });
+    const fabric = new NatsFabric(this.nc);
+    this.devices.useSwitch({ fabric, portPrefix: `${this.id}.${randomBytes(4).toString("hex")}` });
+    this.gateways = new NodeGateways(fabric, (vm) => this.state.getVm(vm)?.spec.nics[0]?.mac, this.log);
+    await this.gateways.start(this.config.gateways, this.id);
     this.serve("propose", async (data) => {
       if (!this.raft.isLeader()) return { error: "UNAVAILABLE", message: `node ${this.id} is not the leader` };
       // A node removed from the membership (or not added yet) may not (re)register nor keep a lease.
@@ -790,15 +800,16 @@ export class FleetdNode {
     return out;
   }
 
-  private async destroyLocal(name: string): Promise<void> {
+  /** `movedAway`: it runs on another node now (see `NodeDevices.detach`). */
+  private async destroyLocal(name: string, movedAway = false): Promise<void> {
     this.runEpochs.delete(name);
-    await this.destroyChild(name);
+    await this.destroyChild(name, movedAway);
   }
 
   /** Stops serving a local VM's devices (its disks closed) and destroys its partition. */
-  private async destroyChild(name: string): Promise<void> {
+  private async destroyChild(name: string, movedAway = false): Promise<void> {
     try {
-      await this.devices.detach(name);
+      await this.devices.detach(name, movedAway);
     } finally {
       await this.root.destroy(name);
     }
@@ -1093,7 +1104,7 @@ export class FleetdNode {
       const result = await source.run().finally(() => this.sources.delete(order.migrationId));
       if (result.ok) {
         this.log.info(`vm ${order.vm} moved to ${order.to} in ${result.totalMs} ms (downtime ${result.downtimeMs} ms)`);
-        await this.destroyLocal(order.vm);
+        await this.destroyLocal(order.vm, true);
         finish({
           ok: true, totalMs: result.totalMs, downtimeMs: quickPausedAt === null ? result.downtimeMs : Date.now() - quickPausedAt, bytesSent: result.bytesSent, rounds: result.rounds,
           throttlePercentMax: result.throttlePercentMax, failureReason: "", cancelled: false,
@@ -1102,7 +1113,7 @@ export class FleetdNode {
         if (!result.committed) {
           await abort();
           await resumeIfQuick();
-        } else await this.destroyLocal(order.vm).catch(() => undefined);
+        } else await this.destroyLocal(order.vm, true).catch(() => undefined);
         finish({ ...failed(result.reason), totalMs: result.totalMs, bytesSent: result.bytesSent, cancelled: this.cancelled.delete(order.migrationId) });
       }
     } catch (e) {
@@ -1298,6 +1309,7 @@ export class FleetdNode {
     await this.devices.closeAll();
     await this.root.close();
     await this.raft.close();
+    await this.gateways?.close();
     for (const s of this.subscriptions) s.unsubscribe();
     await this.nc.drain().catch(() => undefined);
   }

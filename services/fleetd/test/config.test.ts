@@ -83,6 +83,18 @@ describe("config", () => {
     }
   });
 
+  it("config - gateways: [HOST:]PORT=VM entries, the host defaulting to the API's; a bad entry is named", () => {
+    expect(parseConfig([], GOOD).gateways).toEqual([]);
+    expect(parseConfig(["--gateways", "7300=kv, 0.0.0.0:7301=web-1"], GOOD).gateways).toEqual([
+      { listen: { host: "127.0.0.1", port: 7300 }, vm: "kv" },
+      { listen: { host: "0.0.0.0", port: 7301 }, vm: "web-1" },
+    ]);
+    expect(message(["--gateways", "7300"], GOOD)).toBe('--gateways: expected [HOST:]PORT=VM, got "7300"');
+    expect(message(["--gateways", "7300=KV"], GOOD)).toBe('--gateways: bad VM name "KV" in "7300=KV"');
+    expect(message(["--gateways", "70000=kv"], GOOD)).toMatch(/^--gateways kv: port must be 0 to 65535/);
+    expect(message(["--gateways", "7300=kv,127.0.0.1:7300=web"], GOOD)).toBe("--gateways: 127.0.0.1:7300 is listed twice");
+  });
+
   it("config - refuses unknown fields in the file", () => {
     const file = join(dir, "unknown.json");
     writeFileSync(file, JSON.stringify({ colour: "blue" }));

@@ -28,6 +28,8 @@ interface CreateOptions extends CommonOptions {
   start: boolean;
   disk: string[];
   integration: boolean;
+  nics: string;
+  nicMac: string[];
 }
 
 interface ListOptions extends CommonOptions {
@@ -113,6 +115,7 @@ export function vmDetails(vm: Vm, nowMs: number): string {
     ["Restart policy", enumText(vm.spec.restartPolicy, "RESTART_POLICY_")],
     ["Disks", vm.spec.diskBytes.length === 0 ? "none" : vm.spec.diskBytes.map((b, i) => `disk${i} ${formatBytes(b)}`).join(", ")],
     ["Integration", vm.spec.noIntegration ? "off" : "on"],
+    ["NICs", vm.spec.nicMacs.length === 0 ? "none" : vm.spec.nicMacs.map((m, i) => `nic${i} ${m}`).join(", ")],
     ["Guest health", vm.guestHealth === "" ? "unknown" : vm.guestHealth],
     ["Guest KVP", Object.keys(vm.guestKvp).sort().map((k) => `${k}=${vm.guestKvp[k]!}`).join(" ")],
     ["Migration", vm.migrationId],
@@ -155,11 +158,15 @@ export function registerVmCommands(parent: Command): void {
     .option("--disk <size>", "add a virtual disk on cluster storage (K/M/G suffix; no suffix means MiB); repeat for more disks",
       (value: string, previous: string[]) => [...previous, value], [] as string[])
     .option("--no-integration", "do not offer the guest the integration services (heartbeat, shutdown, time sync, KVP)")
+    .option("--nics <n>", "add this many synthetic NICs, with MACs the cluster assigns (0 to 8)", "0")
+    .option("--nic-mac <mac>", "add a synthetic NIC with this MAC (02:48:xx:xx:xx:xx); repeat for more NICs; not with --nics",
+      (value: string, previous: string[]) => [...previous, value], [] as string[])
     .action((name: string, options: CreateOptions) =>
       runOperatorCommand(options, async (cluster) => {
         const memoryBytes = memoryBytesOf("--memory", options.memory);
         const vcpus = vcpusOf(options.vcpus);
         const diskBytes = options.disk.map((d) => diskBytesOf("--disk", d));
+        const nics = integerOf("--nics", options.nics, 0, 8);
         const created = await cluster.call((c, o) =>
           c.createVm(
             {
@@ -175,6 +182,8 @@ export function registerVmCommands(parent: Command): void {
               start: options.start,
               diskBytes,
               noIntegration: !options.integration,
+              nics,
+              nicMacs: options.nicMac,
             },
             o,
           ),
