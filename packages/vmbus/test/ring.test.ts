@@ -99,7 +99,7 @@ describe("ring - the root reads what the guest writes", () => {
       }),
       { numRuns: 15, seed: 7 },
     );
-  });
+  }, 30_000);
 });
 
 describe("ring - the guest reads what the root writes", () => {
