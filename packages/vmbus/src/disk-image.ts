@@ -12,7 +12,8 @@
  * own CRC-32, so one entry can be updated with a single 16-byte write.
  */
 import type { FileHandle } from "node:fs/promises";
-import { open } from "node:fs/promises";
+import { link, open, unlink } from "node:fs/promises";
+import { hostname } from "node:os";
 import { dirname } from "node:path";
 
 /** Major version of the on-disk format; readers refuse any other major version. */
@@ -293,6 +294,9 @@ async function writeFully(handle: FileHandle, data: Uint8Array, positionBytes: n
   }
 }
 
+/** Temporary files of images being created get distinct names within this process. */
+let creations = 0;
+
 async function syncDirectory(path: string): Promise<void> {
   const dir = await open(dirname(path), "r");
   try {
@@ -353,13 +357,14 @@ export class DiskImage {
     if (problem !== undefined) throw new DiskImageError("invalid-argument", path, `cannot create: ${problem}`);
     const header = layoutFor(options.sizeBytes, blockSizeBytes);
 
+    // Written whole and synced under a temporary name, then linked to `path` (which fails if it
+    // exists): a crash while creating never leaves a half-written image at `path`, and of two nodes
+    // creating the same disk at once exactly one succeeds.
+    const temporary = `${path}.creating.${hostname()}.${process.pid}.${++creations}`;
     let handle: FileHandle;
     try {
-      handle = await open(path, "wx+", 0o644);
+      handle = await open(temporary, "wx+", 0o644);
     } catch (err) {
-      if (errnoCode(err) === "EEXIST") {
-        throw new DiskImageError("exists", path, "cannot create: file already exists (refusing to overwrite)", err);
-      }
       throw new DiskImageError("io", path, `cannot create: ${describeCause(err)}`, err);
     }
     try {
@@ -367,6 +372,17 @@ export class DiskImage {
       await handle.truncate(header.dataOffsetBytes);
       await writeFully(handle, encodeHeader(header), 0);
       await handle.sync();
+      await link(temporary, path);
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      await unlink(temporary).catch(() => undefined);
+      if (errnoCode(err) === "EEXIST") {
+        throw new DiskImageError("exists", path, "cannot create: file already exists (refusing to overwrite)", err);
+      }
+      throw new DiskImageError("io", path, `cannot create: ${describeCause(err)}`, err);
+    }
+    try {
+      await unlink(temporary);
       await syncDirectory(path);
     } catch (err) {
       await handle.close().catch(() => undefined);

@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { mkdtemp, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crc32 as zlibCrc32 } from "node:zlib";
@@ -396,6 +396,27 @@ describe("disk-image", () => {
     expect(reopened.sizeBytes).toBe(MiB);
     expect(await reopened.read(0, SECTOR)).toEqual(pattern(SECTOR, 4));
     await reopened.close();
+  });
+
+  it("disk-image - of two racing creators one wins and no temporary file is left; the leftover of a creation that died does not block a new one", async () => {
+    const path = join(dir, "raced.hfd");
+    const results = await Promise.allSettled([DiskImage.create(path, { sizeBytes: MiB }), DiskImage.create(path, { sizeBytes: 2 * MiB })]);
+    const won = results.filter((r) => r.status === "fulfilled");
+    const lost = results.filter((r) => r.status === "rejected");
+    expect(won).toHaveLength(1);
+    expect(lost).toHaveLength(1);
+    expect((lost[0] as PromiseRejectedResult).reason).toMatchObject({ kind: "exists" });
+    const winner = (won[0] as PromiseFulfilledResult<DiskImage>).value;
+    await winner.write(0, pattern(SECTOR, 9));
+    await winner.close();
+    expect(await readdir(dir)).toEqual(["raced.hfd"]);
+    const reopened = await DiskImage.open(path);
+    expect(await reopened.read(0, SECTOR)).toEqual(pattern(SECTOR, 9));
+    await reopened.close();
+    // a creation that died half-way left only its temporary file behind: the image can still be made
+    await writeFile(join(dir, "fresh.hfd.creating.elsewhere.1.1"), "half");
+    await (await DiskImage.create(join(dir, "fresh.hfd"), { sizeBytes: MiB })).close();
+    await (await DiskImage.open(join(dir, "fresh.hfd"))).close();
   });
 
   it("disk-image - create refuses bad geometry and open names a missing or foreign file", async () => {
