@@ -37,6 +37,11 @@ describe("network", () => {
   const node = (id: string): LocalNode => local.cluster.nodes.find((n) => n.id === id)!;
   const api = (n: LocalNode): ApiClient => local.client(n.apiAddress, undefined, 15_000);
   const acked = new Map<string, string>();
+  /** Every acknowledged set reads back through the gateway. */
+  const readsBack = async (client: KvClient): Promise<void> => {
+    expect(acked.size).toBeGreaterThan(50);
+    for (const [k, v] of acked) expect(await client.get(k), k).toBe(v);
+  };
 
   it("network - kvserver behind a gateway: 10 live migrations under a steady stream of requests, none fails, every acknowledged set reads back", async () => {
     const n1 = api(node("n1"));
@@ -119,9 +124,7 @@ describe("network", () => {
         expect(during.length).toBeGreaterThan(20);
       }
 
-      // every acknowledged set reads back, from wherever the VM is now
-      expect(acked.size).toBeGreaterThan(50);
-      for (const [k, v] of acked) expect(await client.get(k), k).toBe(v);
+      await readsBack(client); // from wherever the VM is now
     } finally {
       client.close();
     }
@@ -139,8 +142,7 @@ describe("network", () => {
     const client = new KvClient({ port: gatewayPort, timeoutMs: 5000 });
     try {
       await until("kvserver answering again", 30_000, async () => ((await client.get("probe")) === undefined ? true : undefined));
-      expect(acked.size).toBeGreaterThan(50);
-      for (const [k, v] of acked) expect(await client.get(k), k).toBe(v);
+      await readsBack(client);
     } finally {
       client.close();
     }
