@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { ApiError, type ApiClient, type Vm } from "@hyperfleet/api";
 import { describe, expect, it } from "vitest";
 import type { LocalNode } from "../src/local-cluster.js";
-import { sleep, until, useCluster } from "./helpers.js";
+import { follow, sleep, until, useCluster } from "./helpers.js";
 
 const MIB = 2 ** 20;
 const local = useCluster("devices", { nodes: 2, memoryMib: 96 });
@@ -19,22 +19,6 @@ const records = (text: string): number[] => [...text.matchAll(/disk: record (\d+
 
 function increasing(xs: readonly number[]): boolean {
   return xs.every((x, i) => i === 0 || x > xs[i - 1]!);
-}
-
-/** The console of `vm` on `node`, collected in the background until `stop()`. */
-function follow(api: ApiClient, vm: string): { text: () => string; stop: () => Promise<void> } {
-  const conn = api.attachConsole(vm);
-  let text = "";
-  const reading = (async () => {
-    for await (const chunk of conn.output) text += Buffer.from(chunk.data).toString("utf8");
-  })().catch(() => undefined);
-  return {
-    text: () => text,
-    stop: async () => {
-      conn.cancel();
-      await Promise.race([reading, sleep(1000)]);
-    },
-  };
 }
 
 const state = { owner: "", seen: 0 };

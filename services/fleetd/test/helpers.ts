@@ -75,3 +75,19 @@ export function useCluster(prefix: string, options: Omit<LocalClusterOptions, "d
     },
   };
 }
+
+/** The console of `vm` (through `api`, its owner's), collected in the background until `stop()`. */
+export function follow(api: ApiClient, vm: string): { text: () => string; stop: () => Promise<void> } {
+  const conn = api.attachConsole(vm);
+  let text = "";
+  const reading = (async () => {
+    for await (const chunk of conn.output) text += Buffer.from(chunk.data).toString("utf8");
+  })().catch(() => undefined);
+  return {
+    text: () => text,
+    stop: async () => {
+      conn.cancel();
+      await Promise.race([reading, sleep(1000)]);
+    },
+  };
+}

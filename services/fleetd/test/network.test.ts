@@ -5,12 +5,13 @@
  * steady stream of requests: none fails (the client library's retries within its timeout are counted),
  * every acknowledged set reads back afterwards, and the latency during the moves is printed beside
  * the latency without them. Then the VM is stopped and started on another node: the data is still there.
+ * And VM to VM: the netpeer guest pings kvserver across nodes while kvserver moves.
  */
 import { NIC_MAC_PATTERN, type ApiClient, type Vm } from "@hyperfleet/api";
 import { KvClient } from "@hyperfleet/vmbus";
 import { describe, expect, it } from "vitest";
 import { freePort, type LocalNode } from "../src/local-cluster.js";
-import { sleep, until, useCluster } from "./helpers.js";
+import { follow, sleep, until, useCluster } from "./helpers.js";
 
 const MIB = 2 ** 20;
 const MOVES = 10;
@@ -147,6 +148,41 @@ describe("network", () => {
       client.close();
     }
   }, 90_000);
+
+  it("network - VM to VM: netpeer on n1 pings kvserver over the switch, and the replies go on while kvserver moves twice", async () => {
+    const n1 = api(node("n1"));
+    const mac = (await n1.getVm({ name: "kv" })).spec.nicMacs[0]!;
+    const created = await n1.createVm({ name: "peer", memoryBytes: 8 * MIB, vcpus: 1, image: "netpeer", bootargs: `peer=${mac} period=50`, nics: 1, start: false });
+    if (created.owner !== "n1") await n1.migrate({ vm: "peer", targetNode: "n1" });
+    await until("peer owned by n1", 10_000, async () => ((await n1.getVm({ name: "peer" })).owner === "n1" ? true : undefined));
+    await n1.startVm({ name: "peer" });
+    await until("peer running", 20_000, async () => ((await n1.getVm({ name: "peer" })).state === "VM_STATE_RUNNING" ? true : undefined));
+    const out = follow(n1, "peer");
+    const counts = (): { sent: number; answered: number } => {
+      const last = [...out.text().matchAll(/netpeer: sent (\d+) answered (\d+)/g)].at(-1);
+      return { sent: Number(last?.[1] ?? 0), answered: Number(last?.[2] ?? 0) };
+    };
+    try {
+      await until("the first reply", 20_000, async () => (/netpeer: first reply from/.test(out.text()) ? true : undefined));
+      for (let i = 0; i < 2; i++) {
+        const owner = (await n1.getVm({ name: "kv" })).owner;
+        const to = owner === "n2" ? "n3" : "n2";
+        const { migrationId } = await n1.migrate({ vm: "kv", targetNode: to });
+        const ended = await until(`kv to ${to}`, 30_000, async () => {
+          const m = await n1.getMigration({ migrationId });
+          return m.result !== null ? m : undefined;
+        });
+        expect(ended.result?.ok, JSON.stringify(ended.result)).toBe(true);
+        const moved = counts().answered;
+        await until(`replies from kv on ${to}`, 15_000, async () => (counts().answered >= moved + 20 ? true : undefined));
+      }
+      const { sent, answered } = counts();
+      expect(out.text()).not.toMatch(/bad peer|no network channel/);
+      expect(answered / sent).toBeGreaterThan(0.9);
+    } finally {
+      await out.stop();
+    }
+  }, 120_000);
 
   it("network - a NIC MAC already in the cluster is refused, naming the VM that has it", async () => {
     const n1 = api(node("n1"));
