@@ -32,3 +32,6 @@ export type {
 } from "./types.js";
 export { planRebalance } from "./rebalance.js";
 export type { RebalanceMove, RebalanceOptions } from "./rebalance.js";
+export { CONTROLLER_DEFAULTS, LeaderController, PRIORITY_RANK } from "./controller.js";
+export type { ClusterReadView, ControllerConfig, DrainBackoff, DrainStep, NodeFailure } from "./controller.js";
+export * as sim from "./sim/index.js";

@@ -3,6 +3,7 @@
  *
  *   pnpm sim raft --seeds N [--from S]      sweep N seeds starting at S (random start if omitted)
  *   pnpm sim raft --seed S [--verbose]      replay one seed exactly (with its event log)
+ *   pnpm sim cluster ...                     the cluster simulator (see packages/cluster/sim/main.ts)
  *
  * --jobs J runs a sweep on J worker threads (default 1; 0 = one per core); results are the same,
  * only the order they are printed in changes.
@@ -46,7 +47,7 @@ function parseSeed(text: string | undefined, flag: string): number {
 
 function parseArgs(argv: readonly string[]): Args {
   const [target, ...rest] = argv;
-  if (target !== "raft") throw new UsageError(`unknown simulator ${JSON.stringify(target ?? "")} (known: raft)`);
+  if (target !== "raft") throw new UsageError(`unknown simulator ${JSON.stringify(target ?? "")} (known: raft, cluster)`);
   const args: Args = { seeds: 1, from: null, seed: null, verbose: false, stop: false, safetyMs: undefined, livenessMs: undefined, jobs: 1 };
   for (let i = 0; i < rest.length; i++) {
     const flag = rest[i]!;
@@ -196,7 +197,10 @@ async function main(argv: readonly string[]): Promise<number> {
 }
 
 if (isMainThread) {
-  process.exitCode = await main(process.argv.slice(2));
+  // `pnpm sim cluster ...`: the cluster simulator has its own command line.
+  process.exitCode = process.argv[2] === "cluster"
+    ? await (await import("../../cluster/sim/main.js")).main(process.argv.slice(3))
+    : await main(process.argv.slice(2));
 } else {
   const input = workerData as WorkerInput;
   for (const seed of input.seeds) parentPort!.postMessage(runSeed(seed, input.limits));

@@ -25,7 +25,7 @@ import type {
 } from "@hyperfleet/api";
 import { ApiClient, ApiError, forwardingBackend, rejectionToApiError, startApiServer, type ForwardTarget } from "@hyperfleet/api";
 import type { ClusterCommand, ClusterResult, ClusterSuccess, VmActualState, VmRecord } from "@hyperfleet/cluster";
-import { ClusterState, decodeCommand, encodeCommand, planRebalance } from "@hyperfleet/cluster";
+import { ClusterState, decodeCommand, encodeCommand, LeaderController } from "@hyperfleet/cluster";
 import { RootPartition } from "@hyperfleet/hypervisor";
 import { MigrationDestination, MigrationSource, NatsTransport, type MigrationProgress } from "@hyperfleet/migration";
 import {
@@ -157,17 +157,12 @@ export class FleetdNode {
   private readonly sending = new Set<number>();
   private readonly watchers = new Map<string, Set<(u: MigrationUpdate) => void>>();
   private lastRenewMs = 0;
-  /** Leader only: per VM of a draining node, failed move attempts and when to try again. */
-  private readonly drainAttempts = new Map<string, { count: number; nextAtMs: number; reason: string }>();
+  /** Leader only: the HA decisions (failover, drains, rebalance) and their memory (see `leader()`). */
+  private leaderController: LeaderController | undefined;
   private drainBusy = false;
   private failoverBusy = false;
-  private lastRebalanceMs = 0;
-  /** VMs rebalancing moved, and when (left alone for a while). */
-  private readonly rebalanced = new Map<string, number>();
   /** When this node last became the leader (null while it is not). */
   private leaderSinceMs: number | null = null;
-  /** Pending VMs (no owner): when the leader last tried to place them. */
-  private readonly pendingTried = new Map<string, number>();
   /** SIGTERM's last phase: the reconcile loop no longer starts or stops anything. */
   private evacuating = false;
   private shuttingDown = false;
@@ -649,51 +644,32 @@ export class FleetdNode {
     this.drainBusy = true;
     try {
       const now = Date.now();
-      for (const node of this.state.listNodes()) {
-        if (node.state !== "draining") continue;
-        const owned = this.state.listVms({ node: node.id });
-        const flights = this.state.listMigrations().filter((m) => m.from === node.id || m.to === node.id);
-        if (owned.length === 0 && flights.length === 0) {
-          await this.write({ type: "setNodeState", atMs: now, node: node.id, state: "drained" });
-          this.log.info(`node ${node.id} is drained`);
-          continue;
-        }
-        let slots = DRAIN_PARALLEL - flights.filter((m) => m.from === node.id).length;
-        for (const vm of owned) {
-          if (slots <= 0) break;
-          if (this.state.getMigration(vm.id) !== null) continue;
-          const tried = this.drainAttempts.get(vm.id);
-          if (tried !== undefined && tried.nextAtMs > now) continue;
-          if (vm.desiredState === "saved" || vm.savedState !== null) continue;
-          const reported = vm.actual !== null && vm.actual.epoch === vm.epoch ? vm.actual.state : null;
-          const runs = reported === "running" && vm.desiredState === "running";
-          const off = vm.desiredState !== "paused" && reported !== "running" && reported !== "paused" && reported !== "starting" && reported !== "stopping";
-          if (!runs && !off) continue;
-          const target = this.state.placeAway(vm.id, now);
-          if (!target.ok) {
-            this.drainFailed(vm.id, now, `no node can take it: ${target.reason}`);
-            continue;
-          }
-          slots--;
-          if (runs) {
-            void this.startMigration({
-              vm: vm.id, targetNode: target.node, kind: "MIGRATION_KIND_LIVE", downtimeLimitMs: 0, bandwidthLimitBytesPerSecond: 0, maxRounds: 0,
-              policy: "NO_CONVERGENCE_POLICY_UNSPECIFIED",
-            }).then(
-              () => this.drainAttempts.delete(vm.id),
-              (e: unknown) => this.drainFailed(vm.id, Date.now(), e instanceof Error ? e.message : String(e)),
-            );
-          } else {
-            // Nothing runs: only the ownership moves (begin and transfer at once, no data to copy).
-            try {
-              const begun = await this.write({ type: "beginMigration", atMs: now, vm: vm.id, from: node.id, to: target.node, kind: "quick" });
-              if (begun.type !== "beginMigration") continue;
-              await this.transferIdle(vm.id, node.id, target.node, begun);
-              this.drainAttempts.delete(vm.id);
-              this.log.info(`drain of ${node.id}: vm ${vm.id} (not running) now belongs to ${target.node}`);
-            } catch (e) {
-              this.drainFailed(vm.id, now, e instanceof Error ? e.message : String(e));
-            }
+      const leader = this.leader();
+      // The steps read the state lazily: each one sees what the previous ones committed.
+      for (const step of leader.drainSteps(this.state, now)) {
+        if (step.kind === "drained") {
+          await this.write({ type: "setNodeState", atMs: now, node: step.node, state: "drained" });
+          this.log.info(`node ${step.node} is drained`);
+        } else if (step.kind === "deferred") {
+          if (step.changed) this.log.warn(`drain: vm ${step.vm} stays for now (${step.reason}); trying again in ${step.delayMs} ms`);
+        } else if (step.live) {
+          void this.startMigration({
+            vm: step.vm, targetNode: step.to, kind: "MIGRATION_KIND_LIVE", downtimeLimitMs: 0, bandwidthLimitBytesPerSecond: 0, maxRounds: 0,
+            policy: "NO_CONVERGENCE_POLICY_UNSPECIFIED",
+          }).then(
+            () => leader.drainDone(step.vm),
+            (e: unknown) => this.drainFailed(step.vm, Date.now(), e instanceof Error ? e.message : String(e)),
+          );
+        } else {
+          // Nothing runs: only the ownership moves (begin and transfer at once, no data to copy).
+          try {
+            const begun = await this.write({ type: "beginMigration", atMs: now, vm: step.vm, from: step.from, to: step.to, kind: "quick" });
+            if (begun.type !== "beginMigration") continue;
+            await this.transferIdle(step.vm, step.from, step.to, begun);
+            leader.drainDone(step.vm);
+            this.log.info(`drain of ${step.from}: vm ${step.vm} (not running) now belongs to ${step.to}`);
+          } catch (e) {
+            this.drainFailed(step.vm, now, e instanceof Error ? e.message : String(e));
           }
         }
       }
@@ -709,43 +685,34 @@ export class FleetdNode {
    * declared failed, and the VMs it owned are restarted elsewhere by the placement policy, high
    * priority first (`failover`: epoch + 1, so the dead node can never run them again even if it comes
    * back; "do-not-restart" VMs are placed but left stopped). VMs no node can take stay pending with the
-   * reason and are tried again every `PENDING_RETRY_MS`.
+   * reason and are tried again every `PENDING_RETRY_MS`. The decisions are `LeaderController`'s.
    */
   private async driveFailovers(): Promise<void> {
     // A new leader first gives every node a whole lease to renew with it (after a restart of the whole
     // cluster, every lease in the state has long ended).
-    if (this.failoverBusy || this.leaderSinceMs === null || Date.now() - this.leaderSinceMs < this.config.leaseMs + this.config.failoverMarginMs) return;
+    if (this.failoverBusy || !this.leader().failoversAllowed(Date.now(), this.leaderSinceMs)) return;
     this.failoverBusy = true;
     try {
       const now = Date.now();
-      const expired = (leaseUntilMs: number): boolean => leaseUntilMs + this.config.failoverMarginMs < now;
-      for (const node of this.state.listNodes()) {
-        if (node.state === "failed" || !expired(node.leaseUntilMs)) continue;
-        await this.write({ type: "setNodeState", atMs: now, node: node.id, state: "failed" });
-        this.log.warn(`node ${node.id} failed: its lease ended ${now - node.leaseUntilMs} ms ago`);
+      const leader = this.leader();
+      for (const failure of leader.nodesToFail(this.state, now)) {
+        await this.write({ type: "setNodeState", atMs: now, node: failure.node, state: "failed" });
+        this.log.warn(`node ${failure.node} failed: its lease ended ${failure.leaseEndedAgoMs} ms ago`);
         this.metrics.nodeFailed();
       }
-      const failed = new Set(this.state.listNodes().filter((n) => n.state === "failed" && expired(n.leaseUntilMs)).map((n) => n.id));
-      const rank = { high: 0, normal: 1, low: 2 } as const;
-      const orphans = this.state.listVms()
-        .filter((vm) => (vm.owner !== null && failed.has(vm.owner)) || (vm.owner === null && now - (this.pendingTried.get(vm.id) ?? 0) >= PENDING_RETRY_MS))
-        .sort((a, b) => rank[a.spec.priority] - rank[b.spec.priority] || (a.id < b.id ? -1 : 1))
-        .slice(0, FAILOVERS_PER_PASS);
-      for (const vm of orphans) {
+      for (const vm of leader.failoverOrder(this.state, now)) {
         const result = await this.propose({ type: "failover", atMs: now, vm: vm.id, epoch: vm.epoch });
-        if (vm.owner === null) this.pendingTried.set(vm.id, now);
+        leader.failoverDone(vm, result, now);
         if (!result.ok) continue;
         if (result.type === "failover") {
           if (vm.owner !== null || result.owner !== null) this.metrics.failover(result.owner !== null, vm.owner === null ? null : Date.now() - (this.state.getNode(vm.owner)?.leaseUntilMs ?? Date.now()));
           if (result.owner === null) {
             if (vm.owner !== null) this.log.warn(`failover: vm ${vm.id} of ${vm.owner} is pending: ${result.pendingReason ?? ""}`);
           } else {
-            this.pendingTried.delete(vm.id);
             this.log.info(`failover: vm ${vm.id} of ${vm.owner ?? "no node"} now belongs to ${result.owner} (epoch ${result.epoch})`);
           }
         }
       }
-      if (this.pendingTried.size > FAILED_STARTS_KEPT) this.pendingTried.clear();
     } finally {
       this.failoverBusy = false;
     }
@@ -760,19 +727,9 @@ export class FleetdNode {
    * or a node drains; a VM moved by it is left alone for five intervals.
    */
   private driveRebalance(): void {
-    const interval = this.config.rebalanceIntervalMs;
     const now = Date.now();
-    if (interval === 0 || now - this.lastRebalanceMs < interval) return;
-    this.lastRebalanceMs = now;
-    if (this.state.listMigrations().length > 0 || this.state.listNodes().some((n) => n.state === "draining")) return;
-    for (const [vm, at] of this.rebalanced) if (now - at >= 5 * interval) this.rebalanced.delete(vm);
-    const plan = planRebalance(
-      this.state.listNodes(), this.state.listVms(), now, { threshold: this.config.rebalanceThresholdPercent / 100 },
-      (vm) => vm.desiredState === "running" && vm.savedState === null && vm.actual?.epoch === vm.epoch && vm.actual.state === "running" && !this.rebalanced.has(vm.id),
-      (vm, node) => this.state.fitsOn(vm.id, node, now),
-    );
+    const plan = this.leader().planRebalance(this.state, now);
     if (plan === null) return;
-    this.rebalanced.set(plan.vm, now);
     this.log.info(`rebalance: vm ${plan.vm} from ${plan.from} to ${plan.to} (load gap ${plan.gapBefore.toFixed(2)} -> ${plan.gapAfter.toFixed(2)})`);
     void this.startMigration({
       vm: plan.vm, targetNode: plan.to, kind: "MIGRATION_KIND_LIVE", downtimeLimitMs: 0, bandwidthLimitBytesPerSecond: 0, maxRounds: 0,
@@ -780,24 +737,24 @@ export class FleetdNode {
     }).catch((e: unknown) => this.log.warn(`rebalance: vm ${plan.vm}: ${e instanceof Error ? e.message : String(e)}`));
   }
 
+  /** The leader's decisions and their memory, made on first use (the memory stays across terms, as the cluster state does). */
+  private leader(): LeaderController {
+    this.leaderController ??= new LeaderController({
+      leaseMs: this.config.leaseMs, failoverMarginMs: this.config.failoverMarginMs, rebalanceIntervalMs: this.config.rebalanceIntervalMs,
+      rebalanceThresholdPercent: this.config.rebalanceThresholdPercent, drainParallel: DRAIN_PARALLEL, drainRetryMsMax: DRAIN_RETRY_MS_MAX,
+      pendingRetryMs: PENDING_RETRY_MS, failoversPerPass: FAILOVERS_PER_PASS, memoryEntriesMax: FAILED_STARTS_KEPT,
+    });
+    return this.leaderController;
+  }
+
   private drainFailed(vm: string, now: number, reason: string): void {
-    const count = (this.drainAttempts.get(vm)?.count ?? 0) + 1;
-    const delay = Math.min(DRAIN_RETRY_MS_MAX, 500 * 2 ** Math.min(count, 10));
-    if (this.drainAttempts.get(vm)?.reason !== reason) this.log.warn(`drain: vm ${vm} stays for now (${reason}); trying again in ${delay} ms`);
-    this.drainAttempts.set(vm, { count, nextAtMs: now + delay, reason });
-    if (this.drainAttempts.size > FAILED_STARTS_KEPT) this.drainAttempts.clear();
+    const backoff = this.leader().drainFailed(vm, now, reason);
+    if (backoff.changed) this.log.warn(`drain: vm ${vm} stays for now (${reason}); trying again in ${backoff.delayMs} ms`);
   }
 
   /** Why the VMs of a draining node that have not moved are still there (leader only). */
   drainBlockers(node: string): string[] {
-    const out: string[] = [];
-    for (const vm of this.state.listVms({ node })) {
-      const tried = this.drainAttempts.get(vm.id);
-      if (vm.desiredState === "saved" || vm.savedState !== null) out.push(`${vm.id}: has a saved state on ${node}`);
-      else if (vm.desiredState === "paused") out.push(`${vm.id}: paused`);
-      else if (tried !== undefined) out.push(`${vm.id}: ${tried.reason}`);
-    }
-    return out;
+    return this.leader().drainBlockers(this.state, node);
   }
 
   /** `movedAway`: it runs on another node now (see `NodeDevices.detach`). */
