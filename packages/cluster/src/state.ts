@@ -455,6 +455,12 @@ export class ClusterState {
     if (vm.owner !== c.node || vm.epoch !== c.epoch) {
       return reject(c.type, "STALE_EPOCH", `report of vm ${c.vm} from ${c.node} at epoch ${c.epoch} is stale: the owner is ${vm.owner ?? "none"} at epoch ${vm.epoch}`);
     }
+    // A VM does not start while it moves: its owner may lose it to the destination at any moment (a
+    // stopped VM's move is only a transfer of ownership, which nothing on the owner waits for).
+    const flight = this.migrations.get(c.vm);
+    if (c.actual === "starting" && flight !== undefined) {
+      return reject(c.type, "FAILED_PRECONDITION", `vm ${c.vm} cannot start on ${c.node}: migration ${flight.migrationId} to ${flight.to} is in flight`);
+    }
     // a VM running at its epoch has loaded its saved state (or never needed it)
     const savedState = c.actual === "running" && vm.desiredState === "running" ? null : vm.savedState;
     this.putVm({ ...vm, actual: Object.freeze({ state: c.actual, epoch: c.epoch, atMs: c.atMs }), savedState });

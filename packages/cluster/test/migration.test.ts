@@ -52,6 +52,18 @@ describe("state - beginMigration", () => {
   });
 });
 
+describe("state - a VM does not start while it moves", () => {
+  it("refuses its owner's \"starting\" while a migration is in flight, and takes it again once the migration is aborted", () => {
+    const h = cluster();
+    const begun = h.ok({ type: "beginMigration", atMs: 2, vm: "a", from: "n1", to: "n2", kind: "quick" });
+    h.rejected({ type: "reportActual", atMs: 3, vm: "a", node: "n1", epoch: 1, actual: "starting" }, "FAILED_PRECONDITION",
+      `vm a cannot start on n1: migration ${begun.migrationId} to n2 is in flight`);
+    h.ok({ type: "reportActual", atMs: 3, vm: "a", node: "n1", epoch: 1, actual: "stopped" });
+    h.ok({ type: "abortMigration", atMs: 4, vm: "a", epoch: 1, migrationId: begun.migrationId });
+    h.ok({ type: "reportActual", atMs: 5, vm: "a", node: "n1", epoch: 1, actual: "starting" });
+  });
+});
+
 describe("state - transfer", () => {
   it("commits the migration: owner = destination, epoch + 1, the reservation becomes the allocation", () => {
     const h = cluster();

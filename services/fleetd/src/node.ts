@@ -787,7 +787,9 @@ export class FleetdNode {
         const attempt = `${vm.id}/${vm.epoch}`;
         const failed = this.failedStarts.get(attempt);
         if (failed !== undefined && (failed.count >= START_ATTEMPTS_MAX || Date.now() < failed.nextAtMs)) return;
-        await this.report(vm, "starting");
+        // Only once the cluster has taken "starting" from this node at this epoch: a VM whose epoch
+        // moved on meanwhile (a drain gave the stopped VM to another node) must not start here too.
+        if (!(await this.report(vm, "starting"))) return;
         // What to start from: the saved state the cluster names, else the one this node wrote of the
         // VM when it last shut down (at this same epoch; after it failed once, the image instead),
         // else the image.
@@ -877,15 +879,17 @@ export class FleetdNode {
     return this.saved.epochOf(vm, SHUTDOWN_SAVED_STATE);
   }
 
-  private async report(vm: VmRecord, actual: VmActualState): Promise<void> {
+  /** Reports what a local VM does; false when the cluster refused it (this node no longer owns the VM at that epoch). */
+  private async report(vm: VmRecord, actual: VmActualState): Promise<boolean> {
     const key = `${vm.epoch}/${actual}`;
     if (vm.actual !== null && vm.actual.epoch === vm.epoch && vm.actual.state === actual) {
       this.reported.set(vm.id, key);
-      return;
+      return true;
     }
-    if (this.reported.get(vm.id) === key) return;
+    if (this.reported.get(vm.id) === key) return true;
     const result = await this.propose({ type: "reportActual", atMs: Date.now(), vm: vm.id, node: this.id, epoch: vm.epoch, actual });
     if (result.ok) this.reported.set(vm.id, key);
+    return result.ok;
   }
 
   // ---- migration ----
@@ -946,6 +950,13 @@ export class FleetdNode {
    */
   private async transferIdle(vm: string, from: string, to: string, begun: { epoch: number; migrationId: number }): Promise<void> {
     try {
+      // Its owner may have started it just before the move began (once it began, it cannot): then it
+      // is no longer idle and only a live or quick migration may move it.
+      const record = this.state.getVm(vm);
+      const reported = record !== null && record.actual !== null && record.actual.epoch === begun.epoch ? record.actual.state : null;
+      if (reported === "starting" || reported === "running" || reported === "paused" || reported === "stopping") {
+        throw new FleetdError(`vm ${vm} is ${reported} on ${from}: it is no longer idle`);
+      }
       await this.write({ type: "transfer", atMs: Date.now(), vm, from, to, epoch: begun.epoch, migrationId: begun.migrationId });
     } catch (e) {
       await this.propose({ type: "abortMigration", atMs: Date.now(), vm, epoch: begun.epoch, migrationId: begun.migrationId }).catch(() => undefined);
