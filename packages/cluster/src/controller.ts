@@ -10,7 +10,7 @@
  * else is read from the cluster state.
  *
  * Passes (each called from the leader's reconcile loop):
- *  - failures, once `failoversAllowed`: `nodesToFail` (leases ended more than `failoverMarginMs`
+ *  - failures, once `failoversAllowed` (half a lease after this member became the leader): `nodesToFail` (leases ended more than `failoverMarginMs`
  *    ago), then, once those are committed, `failoverOrder` (VMs of failed nodes and pending VMs due
  *    for a retry, high priority first, at most `failoversPerPass`);
  *  - drains: `drainSteps`, a lazy sequence of steps that reads the state as it goes, so a caller that
@@ -33,7 +33,7 @@ export interface ClusterReadView {
 }
 
 export interface ControllerConfig {
-  /** The lease a node takes when it renews; a new leader waits `leaseMs + failoverMarginMs` before failing nodes over. */
+  /** The lease a node takes when it renews; a new leader waits `leaseMs / 2 + failoverMarginMs` before failing nodes over. */
   readonly leaseMs: number;
   /** A node is declared failed once its lease ended more than this long ago (covers clock skew). */
   readonly failoverMarginMs: number;
@@ -115,11 +115,14 @@ export class LeaderController {
 
   /**
    * Whether failure detection may run: only once this member has led (since `leaderSinceMs`, null
-   * while it does not lead) for a whole lease plus the margin, so every node had the time to renew
-   * with it (after a restart of the whole cluster, every lease in the state has long ended).
+   * while it does not lead) for half a lease plus the margin, so every live node had the time to renew
+   * with it (nodes renew every quarter lease and retry sooner when they could not; after a restart of
+   * the whole cluster, every lease in the state has long ended). Not a safety rule — a node that
+   * cannot renew stops its VMs before its lease ends, and nothing fails over before it ended plus the
+   * margin — but it keeps a new leader from failing live nodes over that have not found it yet.
    */
   failoversAllowed(nowMs: number, leaderSinceMs: number | null): boolean {
-    return leaderSinceMs !== null && nowMs - leaderSinceMs >= this.config.leaseMs + this.config.failoverMarginMs;
+    return leaderSinceMs !== null && nowMs - leaderSinceMs >= this.config.leaseMs / 2 + this.config.failoverMarginMs;
   }
 
   private expired(leaseUntilMs: number, nowMs: number): boolean {

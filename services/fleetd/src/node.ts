@@ -177,7 +177,8 @@ export class FleetdNode {
 
   private constructor(readonly config: FleetdConfig, transport: GrpcRaftTransport, raftAddress: string, private readonly log: FleetdLogger, onFatal: (e: Error) => void) {
     this.id = config.id;
-    this.root = new RootPartition(config.memoryMib * 2 ** 20, { prefault: true, spareWorkers: 1 });
+    // two VM worker threads kept started: a failover that restarts two VMs here does not wait to spawn one
+    this.root = new RootPartition(config.memoryMib * 2 ** 20, { prefault: true, spareWorkers: 2 });
     this.saved = new SavedStateStore(join(config.dataDir, "saved-states"));
     this.devices = new NodeDevices(config.storageDir, log);
     const peers: MemberInfo[] = [
@@ -688,7 +689,7 @@ export class FleetdNode {
    * reason and are tried again every `PENDING_RETRY_MS`. The decisions are `LeaderController`'s.
    */
   private async driveFailovers(): Promise<void> {
-    // A new leader first gives every node a whole lease to renew with it (after a restart of the whole
+    // A new leader first gives every node half a lease to renew with it (after a restart of the whole
     // cluster, every lease in the state has long ended).
     if (this.failoverBusy || !this.leader().failoversAllowed(Date.now(), this.leaderSinceMs)) return;
     this.failoverBusy = true;
