@@ -88,7 +88,9 @@ export class MigrationDestination {
   private laneProgress: (() => void) | undefined;
 
   /**
-   * `peerTimeoutMs`: once the source has started, silence this long before Complete means it died;
+   * `peerTimeoutMs`: silence this long before Complete (counted from this side's creation until
+   * Start comes: a source that asked for a destination and died before it started is gone too) means
+   * the source died;
    * the half-built partition is torn down (the VM never ran here) — unless the switchover may have
    * committed: when the source goes silent (or the link fails) after Prepared, `confirmCommit` (the
    * cluster's record of the commit point) decides. If the commit happened, this side owns the VM and
@@ -100,7 +102,11 @@ export class MigrationDestination {
     private readonly session: number,
     private readonly peerTimeoutMs = 10_000,
     private readonly timers: Timers = systemTimers,
-    private readonly options: { confirmCommit?: () => Promise<boolean> } = {},
+    private readonly options: {
+      confirmCommit?: () => Promise<boolean>;
+      /** Called just before the vCPUs first run here (e.g. to record that the VM may run on this node from now on). */
+      beforeResume?: () => void;
+    } = {},
   ) {
     this.lastFrameAt = timers.now();
     this.writer = new FrameWriter(session);
@@ -113,8 +119,9 @@ export class MigrationDestination {
       this.queue = this.queue.then(() => this.receive(data, at));
     });
     const watch = (): void => {
-      if (this.state !== "handshake" && timers.now() - this.lastFrameAt > peerTimeoutMs) {
-        this.queue = this.queue.then(() => this.lost(`the source went silent for ${peerTimeoutMs} ms`));
+      if (timers.now() - this.lastFrameAt > peerTimeoutMs) {
+        const what = this.state === "handshake" ? "did not start within" : "went silent for";
+        this.queue = this.queue.then(() => this.lost(`the source ${what} ${peerTimeoutMs} ms`));
         return;
       }
       this.stopWatchdog = timers.after(Math.min(1000, peerTimeoutMs), watch);
@@ -130,13 +137,18 @@ export class MigrationDestination {
     if (this.state === "prepared" && this.options.confirmCommit !== undefined) {
       const committed = await this.options.confirmCommit().catch(() => false);
       if (committed && this.state === "prepared") {
-        if (this.config?.keepPaused !== true) await this.child!.resume();
+        if (this.config?.keepPaused !== true) await this.resumeHere();
         this.state = "running";
         this.finish({ ok: true, partition: this.child!, pagesReceived: this.pagesReceived });
         return;
       }
     }
     await this.fail(reason, false);
+  }
+
+  private resumeHere(): Promise<number> {
+    this.options.beforeResume?.();
+    return this.child!.resume();
   }
 
   private async receive(data: Uint8Array, receivedAt: number): Promise<void> {
@@ -218,7 +230,7 @@ export class MigrationDestination {
         if (f.type === MessageType.Complete) {
           const resumeCalledAt = this.timers.now();
           // a VM that was paused before the move stays paused here
-          const runningAfterCall = this.config?.keepPaused === true ? 0 : await this.child!.resume();
+          const runningAfterCall = this.config?.keepPaused === true ? 0 : await this.resumeHere();
           this.state = "running";
           const answer: ResumedMessage = {
             runningAfterMs: resumeCalledAt - receivedAt + runningAfterCall,

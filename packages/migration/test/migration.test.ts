@@ -327,7 +327,10 @@ describe("migration - the commit point decides", () => {
     let refused: boolean | undefined;
     const session = 21;
     const link = memoryLink();
-    const destination = new MigrationDestination(b, link.destination, session);
+    const resumes: string[] = [];
+    const destination = new MigrationDestination(b, link.destination, session, undefined, undefined, {
+      beforeResume: () => resumes.push(b.get("vm1")?.state ?? "none"),
+    });
     const spec = vm.spec;
     const source: MigrationSource = new MigrationSource(
       { vm: vm.worker!, name: spec.name, memoryBytes: spec.memoryBytes, vcpus: spec.vcpus, boot: spec.boot, bootargs: spec.bootargs },
@@ -342,6 +345,7 @@ describe("migration - the commit point decides", () => {
     expect(result.ok).toBe(true);
     const incoming = await destination.done;
     expect(incoming.ok).toBe(true);
+    expect(resumes).toEqual(["paused"]); // told once, before its vCPUs ran there
     await a.destroy("vm1");
     await runsOnlyOn(b.get("vm1")!, [a.get("vm1")]);
   }, 30_000);
@@ -377,6 +381,16 @@ describe("migration - the commit point decides", () => {
     expect(incoming.ok).toBe(true);
     await a.destroy("vm1");
     await runsOnlyOn(b.get("vm1")!, []);
+  }, 30_000);
+
+  it("a source that asked for a destination and died before Start: the destination gives up after its peer timeout, holding nothing", async () => {
+    const { a, b } = await twoNodes("rate=5000 ws=4");
+    cleanups.push(() => destroyAll(a, b));
+    const link = memoryLink();
+    const destination = new MigrationDestination(b, link.destination, 31, 300);
+    const incoming = await Promise.race([destination.done, sleep(5000).then(() => ({ ok: false as const, reason: "timeout" }))]);
+    expect(incoming).toMatchObject({ ok: false, reason: "the source did not start within 300 ms" });
+    expect(b.list()).toEqual([]);
   }, 30_000);
 
   it("the source lost after Prepared but the commit never happened: the destination tears down", async () => {
