@@ -147,8 +147,6 @@ export class FleetdNode {
   private readonly failedStarts = new Map<string, { count: number; nextAtMs: number }>();
   /** VMs being started or stopped by the reconcile loop now. */
   private readonly busy = new Set<string>();
-  /** The last report proposed per VM: "epoch/state". */
-  private readonly reported = new Map<string, string>();
   private readonly known = new Map<string, KnownMigration>();
   /** Migrations this node sends, by id, and those an operator asked to cancel. */
   private readonly sources = new Map<number, MigrationSource>();
@@ -880,16 +878,16 @@ export class FleetdNode {
     return this.saved.epochOf(vm, SHUTDOWN_SAVED_STATE);
   }
 
-  /** Reports what a local VM does; false when the cluster refused it (this node no longer owns the VM at that epoch). */
+  /**
+   * Reports what a local VM does, unless the cluster state has it already; false when the cluster
+   * refused it (this node no longer owns the VM at that epoch, or it may not start now). Compared with
+   * the state as it is now, not with `vm`: that copy may predate a report made since (a VM that was
+   * fenced, reported "starting" and runs again must still report "running").
+   */
   private async report(vm: VmRecord, actual: VmActualState): Promise<boolean> {
-    const key = `${vm.epoch}/${actual}`;
-    if (vm.actual !== null && vm.actual.epoch === vm.epoch && vm.actual.state === actual) {
-      this.reported.set(vm.id, key);
-      return true;
-    }
-    if (this.reported.get(vm.id) === key) return true;
+    const now = this.state.getVm(vm.id);
+    if (now !== null && now.epoch === vm.epoch && now.actual !== null && now.actual.epoch === vm.epoch && now.actual.state === actual) return true;
     const result = await this.propose({ type: "reportActual", atMs: Date.now(), vm: vm.id, node: this.id, epoch: vm.epoch, actual });
-    if (result.ok) this.reported.set(vm.id, key);
     return result.ok;
   }
 
