@@ -4,19 +4,23 @@
  *   pnpm sim cluster --seeds N [--from S]     sweep N seeds starting at S (random start if omitted)
  *   pnpm sim cluster --seed S [--verbose]     replay one seed exactly (with its event log)
  *
- * Options: --hosts H (default 100), --vms V (default 5000), --fault-ms MS (length of the faulty
- * phase), --settle-ms MS (budget to settle after the faults heal), --fence-margin-ms MS,
- * --failover-margin-ms MS, --skew-ms MS (clock skew bound), --stop (stop at the first failure).
- * Prints, per seed, the faults injected, failovers, drains and the invariant results, then a summary;
- * every failure prints its seed and the command that replays it.
+ * Options: --hosts H (default 100), --vms V (default 5000), --managers M (Raft members replicating
+ * the state, default 3), --fault-ms MS (length of the faulty phase), --settle-ms MS (budget to settle
+ * after the faults heal), --fence-margin-ms MS, --failover-margin-ms MS, --skew-ms MS (clock skew
+ * bound), --leader-crash-ms MS (also crash the member leading at that time), --stop (stop at the
+ * first failure).
+ * Prints, per seed, the faults injected (host crashes and partitions, drains, member crashes and
+ * partitions, message loss), the Raft elections and terms, failovers, migrations and the invariant
+ * results (replicas compared included), then a summary; every failure prints its seed and the
+ * command that replays it.
  * Exit status: 0 when every seed passed, 1 when any failed, 2 on a usage error.
  */
 import { randomInt } from "node:crypto";
 import { pathToFileURL } from "node:url";
 import { runClusterSim, type ClusterSimOptions, type ClusterSimResult } from "../src/sim/index.js";
 
-const USAGE = "usage: pnpm sim cluster (--seeds N [--from S] | --seed S) [--hosts H] [--vms V] [--fault-ms MS] [--settle-ms MS] " +
-  "[--fence-margin-ms MS] [--failover-margin-ms MS] [--skew-ms MS] [--verbose] [--stop]";
+const USAGE = "usage: pnpm sim cluster (--seeds N [--from S] | --seed S) [--hosts H] [--vms V] [--managers M] [--fault-ms MS] [--settle-ms MS] " +
+  "[--fence-margin-ms MS] [--failover-margin-ms MS] [--skew-ms MS] [--leader-crash-ms MS] [--verbose] [--stop]";
 
 class UsageError extends Error {
   override readonly name = "UsageError";
@@ -48,6 +52,8 @@ function parseArgs(argv: readonly string[]): Args {
       case "--seed": args.seed = integer(argv[++i], flag, 0, 0xffffffff); break;
       case "--hosts": o.hosts = integer(argv[++i], flag, 2, 1000); break;
       case "--vms": o.vms = integer(argv[++i], flag, 0, 100_000); break;
+      case "--managers": o.managers = integer(argv[++i], flag, 1, 7); break;
+      case "--leader-crash-ms": o.leaderCrashAtMs = integer(argv[++i], flag, 0, 3_600_000); break;
       case "--fault-ms": o.faultMs = integer(argv[++i], flag, 0, 3_600_000); break;
       case "--settle-ms": o.settleMsMax = integer(argv[++i], flag, 1000, 3_600_000); break;
       case "--fence-margin-ms": o.fenceMarginMs = integer(argv[++i], flag, -60_000, 60_000); break;
@@ -63,14 +69,17 @@ function parseArgs(argv: readonly string[]): Args {
 
 function line(r: ClusterSimResult, wallMs: number): string {
   const s = r.stats;
-  const faults = `faults: ${s.crashes} crashes, ${s.partitions} partitions, ${s.drains} drains (${s.resumes} resumed), ${s.leaderChanges} leader changes, ` +
-    `${s.messagesLost}/${s.messagesSent} messages lost`;
+  const faults = `faults: ${s.crashes} host crashes, ${s.partitions} host partitions, ${s.drains} drains (${s.resumes} resumed), ` +
+    `${s.managerCrashes} member crashes, ${s.managerPartitions} member partitions, ${s.messagesLost}/${s.messagesSent} host and ` +
+    `${s.raftMessagesLost}/${s.raftMessages} Raft messages lost`;
+  const raft = `raft: ${s.leaderElections} leader elections (term ${s.raftTermMax} at most), ${s.redirects} redirects, ${s.requestTimeouts} request timeouts, ` +
+    `${s.proposalsLost + s.proposalsDropped} proposals lost with a leader`;
   const work = `failovers ${s.failovers} (nodes failed ${s.nodesFailed}, pending after failover ${s.pendingAfterFailover}), drain moves ${s.drainMoves}, ` +
     `nodes drained ${s.drainedNodes}, rebalance moves ${s.rebalanceMoves}, migrations ${s.migrationsCommitted} committed / ${s.migrationsAborted} aborted`;
-  const checks = `invariants: ${s.invariantChecks} checks, ${r.violations.length} violations; settled at ${s.settledAtMs ?? "never"} ms; ` +
+  const checks = `invariants: ${s.invariantChecks} checks, ${s.replicaChecks} replica comparisons, ${r.violations.length} violations; settled at ${s.settledAtMs ?? "never"} ms; ` +
     `pending at end ${s.pendingVmsAtEnd}; ${s.runs} runs, ${s.commands} commands, ${s.eventsFired} events`;
   return `${r.ok ? "ok  " : "FAIL"} seed ${r.seed} trace ${r.traceHash} simulated ${(r.simulatedMs / 1000).toFixed(0)} s, wall ${(wallMs / 1000).toFixed(1)} s\n` +
-    `     ${faults}\n     ${work}\n     ${checks}`;
+    `     ${faults}\n     ${raft}\n     ${work}\n     ${checks}`;
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -90,7 +99,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const startMs = performance.now();
   const failures: number[] = [];
   let passed = 0;
-  const totals = { failovers: 0, crashes: 0, partitions: 0, drains: 0, leaderChanges: 0, checks: 0 };
+  const totals = { failovers: 0, crashes: 0, partitions: 0, drains: 0, managerCrashes: 0, managerPartitions: 0, leaderElections: 0, checks: 0 };
   for (let i = 0; i < count; i++) {
     const seed = (first + i) >>> 0;
     const t0 = performance.now();
@@ -100,7 +109,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     totals.crashes += r.stats.crashes;
     totals.partitions += r.stats.partitions;
     totals.drains += r.stats.drains;
-    totals.leaderChanges += r.stats.leaderChanges;
+    totals.managerCrashes += r.stats.managerCrashes;
+    totals.managerPartitions += r.stats.managerPartitions;
+    totals.leaderElections += r.stats.leaderElections;
     totals.checks += r.stats.invariantChecks;
     if (r.ok) {
       passed++;
@@ -112,8 +123,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (args.stop) break;
   }
   const elapsedS = (performance.now() - startMs) / 1000;
-  console.log(`\nseeds ${passed + failures.length}, passed ${passed}, failed ${failures.length}; crashes ${totals.crashes}, partitions ${totals.partitions}, ` +
-    `drains ${totals.drains}, leader changes ${totals.leaderChanges}, failovers ${totals.failovers}, invariant checks ${totals.checks}; ${elapsedS.toFixed(1)} s`);
+  console.log(`\nseeds ${passed + failures.length}, passed ${passed}, failed ${failures.length}; host crashes ${totals.crashes}, host partitions ${totals.partitions}, ` +
+    `drains ${totals.drains}, member crashes ${totals.managerCrashes}, member partitions ${totals.managerPartitions}, leader elections ${totals.leaderElections}, ` +
+    `failovers ${totals.failovers}, invariant checks ${totals.checks}; ${elapsedS.toFixed(1)} s`);
   if (failures.length > 0) console.log(`failing seeds: ${failures.join(" ")}`);
   return failures.length > 0 ? 1 : 0;
 }

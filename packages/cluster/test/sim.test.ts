@@ -20,21 +20,51 @@ describe("cluster sim - double-run checker", () => {
   });
 });
 
-// Full scale: 100 hosts, 5,000 VMs, about a minute of faults and up to 90 s to settle, each in a few seconds.
+// Full scale: 100 hosts, 5,000 VMs, 3 Raft members, about a minute of faults and up to 90 s to settle,
+// each in a few seconds (the command line sweeps more seeds).
 describe("cluster sim - 100 hosts and 5,000 VMs under faults", () => {
-  for (const seed of [1, 3, 6]) {
-    it(`cluster sim - seed ${seed}: no VM runs twice, the state stays sound, every VM settles`, () => {
+  for (const seed of [2, 4, 6]) {
+    it(`cluster sim - seed ${seed}: no VM runs twice, the state stays sound, replicas agree, every VM settles`, () => {
       const r = runClusterSim(seed);
       expect(r.violations, r.replay).toEqual([]);
       expect(r.ok).toBe(true);
       expect(r.options.hosts).toBe(100);
       expect(r.options.vms).toBe(5000);
+      expect(r.options.managers).toBe(3);
       expect(r.stats.settledAtMs).not.toBeNull();
-      expect(r.stats.crashes + r.stats.partitions + r.stats.drains + r.stats.leaderChanges).toBeGreaterThan(0);
+      expect(r.stats.crashes + r.stats.partitions + r.stats.drains + r.stats.managerCrashes + r.stats.managerPartitions).toBeGreaterThan(0);
+      // Each of these seeds sees at least one leader change from a real election.
+      expect(r.stats.leaderElections).toBeGreaterThanOrEqual(2);
+      expect(r.stats.replicaChecks).toBeGreaterThan(0);
       expect(r.stats.failovers).toBeGreaterThan(0);
       expect(r.stats.invariantChecks).toBeGreaterThan(10);
     }, 60_000);
   }
+});
+
+describe("cluster sim - Raft under the managers", () => {
+  it("cluster sim - survives the leading member crashing mid-run: a new leader is elected and the invariants hold", () => {
+    // No other manager fault: the only leader change after the first election is the forced crash.
+    const r = runClusterSim(5, {
+      hosts: 30, vms: 900, managerCrashesMax: 0, managerPartitionsMax: 0, leaderCrashAtMs: 20_000, replicaCheckEveryIndexes: 500,
+    });
+    expect(r.violations, r.replay).toEqual([]);
+    expect(r.ok).toBe(true);
+    expect(r.stats.managerCrashes).toBe(1);
+    expect(r.stats.leaderElections).toBeGreaterThanOrEqual(2);
+    expect(r.stats.raftTermMax).toBeGreaterThanOrEqual(3);
+    expect(r.stats.settledAtMs).not.toBeNull();
+    // The crashed member replays its log from scratch on restart and is compared along the way.
+    expect(r.stats.replicaChecks).toBeGreaterThan(10);
+    expect(r.replay).toContain("--leader-crash-ms 20000");
+  }, 30_000);
+
+  it("cluster sim - five members ride out member crashes and partitions", () => {
+    const r = runClusterSim(7, { hosts: 30, vms: 900, managers: 5, managerCrashesMax: 4, managerPartitionsMax: 4 });
+    expect(r.violations, r.replay).toEqual([]);
+    expect(r.stats.managerCrashes + r.stats.managerPartitions).toBeGreaterThan(0);
+    expect(r.stats.leaderElections).toBeGreaterThanOrEqual(2);
+  }, 30_000);
 });
 
 describe("cluster sim - determinism and the checker", () => {

@@ -1,4 +1,3 @@
 export { CLUSTER_SIM_DEFAULTS, ClusterSim, ClusterSimError, findDoubleRuns, replayCommand, runClusterSim } from "./cluster-sim.js";
 export type { ClusterSimFailureKind, ClusterSimOptions, ClusterSimResult, ClusterSimStats, RunRecord } from "./cluster-sim.js";
 export { EventQueue, SimQueueError } from "./queue.js";
-export { SimRng } from "./rng.js";
