@@ -39,6 +39,7 @@ import { VmEventHub } from "./events.js";
 import { NodeGateways } from "./gateways.js";
 import { FleetdMetrics } from "./metrics.js";
 import { SavedStateError, SavedStateStore } from "./saved-states.js";
+import { RunRecorder, runRecordsPath } from "./run-records.js";
 
 export const RECONCILE_MS = 200;
 const NATS_REQUEST_TIMEOUT_MS = 5_000;
@@ -170,6 +171,8 @@ export class FleetdNode {
   readonly metrics: FleetdMetrics;
   /** The synthetic devices (disks, integration services) of the VMs running here. */
   readonly devices: NodeDevices;
+  /** When each VM may be running here (`<dataDir>/runs.jsonl`), for the external chaos checker. */
+  private readonly runs: RunRecorder;
   apiAddress = "";
   httpAddress = "";
 
@@ -179,6 +182,7 @@ export class FleetdNode {
     this.root = new RootPartition(config.memoryMib * 2 ** 20, { prefault: true, spareWorkers: 2 });
     this.saved = new SavedStateStore(join(config.dataDir, "saved-states"));
     this.devices = new NodeDevices(config.storageDir, log);
+    this.runs = new RunRecorder(runRecordsPath(config.dataDir), config.id);
     const peers: MemberInfo[] = [
       ...config.peers.filter((p) => p.id !== config.id).map((p) => ({ id: p.id, peerAddress: p.raftAddress, clientAddress: "" })),
       { id: config.id, peerAddress: raftAddress, clientAddress: "" },
@@ -322,6 +326,7 @@ export class FleetdNode {
       const destination = new MigrationDestination(this.root, transport, session, undefined, undefined, {
         // undecided counts as not committed here: the VM then runs on neither side, never on both
         confirmCommit: async () => (await this.decideTransfer(vm, epoch, migrationId, this.id)) === true,
+        beforeResume: () => this.runs.started(vm, epoch + 1, "migration arrival"),
       });
       void destination.done.then(async (result) => {
         await transport.close();
@@ -582,7 +587,17 @@ export class FleetdNode {
       // pass moves it on as the lease is renewed. An arriving VM is the migration's until it is done.
       const me = this.state.getNode(this.id);
       const fenceAt = me === null || me.state === "failed" ? Date.now() : me.leaseUntilMs - this.config.fenceMarginMs;
-      for (const child of this.root.list()) if (!this.incoming.has(child.spec.name)) child.worker?.fence(fenceAt);
+      for (const child of this.root.list()) {
+        const name = child.spec.name;
+        if (this.incoming.has(name) || child.worker === undefined) continue;
+        // a copy the cluster gave to another node (this one was cut off, then came back) never runs
+        // again here, not even until the loop below has destroyed it
+        const owned = this.state.getVm(name)?.owner === this.id;
+        const until = owned ? fenceAt : Math.min(fenceAt, Date.now());
+        if (child.state === "halted") this.runs.stopped(name, "halted");
+        else this.runs.fenced(name, until);
+        child.worker.fence(until);
+      }
       // Never run a VM this node does not own at the current epoch.
       for (const child of this.root.list()) {
         const name = child.spec.name;
@@ -768,6 +783,7 @@ export class FleetdNode {
       await this.devices.detach(name, movedAway);
     } finally {
       await this.root.destroy(name);
+      this.runs.stopped(name, "destroyed");
     }
   }
 
@@ -804,10 +820,12 @@ export class FleetdNode {
           if (from !== null) {
             const snapshot = await this.saved.read(vm.id, from);
             child = this.root.create(spec);
+            this.runs.started(vm.id, vm.epoch, `restore ${from}`);
             await child.start({ snapshot });
           } else {
             const image = readFileSync(this.imagePath(vm.spec.image));
             child = this.root.create(spec);
+            this.runs.started(vm.id, vm.epoch, "boot");
             await child.start({ image });
           }
           const opened = disks;
@@ -828,10 +846,14 @@ export class FleetdNode {
         if (from === SHUTDOWN_SAVED_STATE && vm.savedState === null) await this.saved.remove(vm.id, SHUTDOWN_SAVED_STATE).catch(() => undefined);
         this.log.info(`vm ${vm.id} ${from === null ? "started" : `restored from saved state ${from}`} (epoch ${vm.epoch})`);
       } else if (child.state === "paused") {
+        this.runs.started(vm.id, vm.epoch, "resume");
         await child.resume();
       }
     } else if (leaseLive && vm.desiredState === "paused") {
-      if (child?.state === "running") await child.pause();
+      if (child?.state === "running") {
+        await child.pause();
+        this.runs.stopped(vm.id, "pause");
+      }
     } else if (leaseLive && vm.desiredState === "saved" && vm.savedState !== null) {
       if (child !== undefined) {
         const size = await this.saveLocal(vm.id, vm.savedState);
@@ -1057,7 +1079,7 @@ export class FleetdNode {
           whenNoConvergence: order.policy ?? MIGRATION_DEFAULTS.policy,
           keepPaused,
           ...(order.bandwidthLimitBytesPerSecond > 0 ? { bandwidthLimitBytesPerSecond: order.bandwidthLimitBytesPerSecond } : {}),
-          commit: () => this.commitTransfer(order),
+          commit: () => this.runs.switchover(order.vm, () => this.commitTransfer(order)),
           onProgress: (p) => {
             this.metrics.migrationProgress(order.vm, p);
             progress = { ...p, phase: apiPhase(p.phase) };
