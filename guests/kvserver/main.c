@@ -453,17 +453,6 @@ static int serve_batch(void)
 
 /* ---- integration services ---------------------------------------------- */
 
-static int32_t on_shutdown(uint32_t flags, const char *reason)
-{
-    (void)flags;
-    hf_printf("shutdown: %s\n", reason);
-    return 0;
-}
-
-static const struct hf_ic_handlers handlers = {
-    .shutdown = on_shutdown,
-};
-
 /* Poll the ICs; powers off once a shutdown was accepted. Every answered
  * change is already durable here (batches commit before they answer). */
 static void service(void)
@@ -514,7 +503,6 @@ int main(uint32_t hartid, uintptr_t fdt)
     hf_vmbus_report("kvserver", "network", rc);
     have_nic = rc == 0;
     hf_ic_open_all("kvserver", ic_rings, IC_PAGES);
-    hf_ic_set_handlers(&handlers);
 
     if (have_disk)
         have_disk = disk_boot();

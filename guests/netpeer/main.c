@@ -86,17 +86,6 @@ static long reply_id(const uint8_t *f, int len)
     return (long)hf_get_le32(m + 8);
 }
 
-static int32_t on_shutdown(uint32_t flags, const char *reason)
-{
-    (void)flags;
-    hf_printf("shutdown: %s\n", reason);
-    return 0;
-}
-
-static const struct hf_ic_handlers handlers = {
-    .shutdown = on_shutdown,
-};
-
 int main(uint32_t hartid, uintptr_t fdt)
 {
     (void)hartid;
@@ -121,7 +110,6 @@ int main(uint32_t hartid, uintptr_t fdt)
         return 1;
     }
     hf_ic_open_all("netpeer", ic_rings, IC_PAGES);
-    hf_ic_set_handlers(&handlers);
 
     char mine[18];
     hf_netvsc_mac_string(nic.mac, mine);

@@ -184,7 +184,8 @@ int hf_storvsc_flush(struct hf_storvsc *d);
 #define HF_IC_MAX_PAYLOAD 1024    /* longer IC packets are dropped */
 
 struct hf_ic_handlers {
-    /* SHUTDOWN: the ACK status to send (0 accepts); NULL accepts. */
+    /* SHUTDOWN: the ACK status to send (0 accepts); NULL accepts and
+     * prints "shutdown: <reason>". */
     int32_t (*shutdown)(uint32_t flags, const char *reason);
     /* TIME, after the clock was set; stepped = flags bit 0. */
     void (*time)(uint64_t unix_ns, int stepped);

@@ -184,8 +184,11 @@ static void on_shutdown(struct hf_vmbus_channel *ch, const struct hf_packet *p)
     /* reason: the rest of the payload, up to a NUL if there is one */
     uint32_t flags = hf_get_le32(rx);
     const char *reason = (const char *)rx + 4;
-    int32_t status = handlers && handlers->shutdown
-                         ? handlers->shutdown(flags, reason) : 0;
+    int32_t status = 0;
+    if (handlers && handlers->shutdown)
+        status = handlers->shutdown(flags, reason);
+    else
+        hf_printf("shutdown: %s\n", reason);
     uint8_t ack[4];
     hf_put_le32(ack, (uint32_t)status);
     send_reply(ch, p, ack, sizeof(ack));

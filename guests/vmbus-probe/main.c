@@ -207,13 +207,6 @@ static void write_record(void)
 
 /* ---- integration services ---------------------------------------------- */
 
-static int32_t on_shutdown(uint32_t flags, const char *reason)
-{
-    (void)flags;
-    hf_printf("shutdown: %s\n", reason);
-    return 0;
-}
-
 static void on_time(uint64_t unix_ns, int stepped)
 {
     hf_printf("timesync: %llu %s\n", unix_ns / 1000000000ull,
@@ -229,7 +222,6 @@ static void on_kvp_set(const char *key, const char *value)
 }
 
 static const struct hf_ic_handlers handlers = {
-    .shutdown = on_shutdown,
     .time = on_time,
     .kvp_set = on_kvp_set,
 };
