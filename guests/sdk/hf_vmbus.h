@@ -75,9 +75,9 @@
  *   HF_CH_TIMESYNC:  host TIME {u64 unix_ns; u32 flags}; flags bit 0: the
  *     VM was just restored or migrated, step the clock now.
  *   HF_CH_KVP: host SET {key NUL value NUL} (the guest stores it), host
- *     GET {key NUL} -> guest VALUE {status; key NUL value NUL}; guest
- *     PUBLISH {key NUL value NUL} (the host records it), guest DELETE
- *     {key NUL}.
+ *     DELETE {key NUL} (the guest forgets the host's value), host GET
+ *     {key NUL} -> guest VALUE {status; key NUL value NUL}; guest PUBLISH
+ *     {key NUL value NUL} (the host records it), guest DELETE {key NUL}.
  */
 #ifndef HF_VMBUS_H
 #define HF_VMBUS_H

@@ -199,7 +199,8 @@ int hf_ic_open(uint32_t type, void *ring, uint32_t pages);
 int hf_ic_is_open(uint32_t type);
 void hf_ic_set_handlers(const struct hf_ic_handlers *h);
 /* Drain every open IC channel: PING -> PONG (health 0), SHUTDOWN ->
- * handler + ACK, TIME -> clock, SET -> table, GET -> VALUE. Returns the
+ * handler + ACK, TIME -> clock, SET -> table, DELETE -> out of the table,
+ * GET -> VALUE. Returns the
  * number of packets handled. */
 int hf_ic_poll(void);
 /* 1 once a SHUTDOWN was acknowledged with status 0. */

@@ -234,6 +234,12 @@ static void on_kvp(struct hf_vmbus_channel *ch, const struct hf_packet *p)
         if (kv_store(host_kv, key, value) == 0 && handlers &&
             handlers->kvp_set)
             handlers->kvp_set(key, value);
+    } else if (p->type == HF_KVP_DELETE) {
+        /* the host took back one of its values: "key\0" */
+        const char *rest;
+        struct kv *e = split_kv(p->length, &rest) == 0 ? kv_find(host_kv, key) : NULL;
+        if (e)
+            e->used = 0;
     } else if (p->type == HF_KVP_GET) {
         struct kv *e = kv_find(host_kv, key);
         if (!e)

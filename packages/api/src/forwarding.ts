@@ -86,6 +86,7 @@ export function forwardingBackend(local: Backend, isLeader: () => boolean, leade
     saveVm: write("saveVm"),
     restoreVm: write("restoreVm"),
     deleteVm: write("deleteVm"),
+    setVmKvp: write("setVmKvp"),
     getVm: (request, context) => local.getVm(request, context),
     listVms: (request, context) => local.listVms(request, context),
     watchVmEvents: (request, context) => local.watchVmEvents(request, context),

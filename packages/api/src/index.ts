@@ -10,7 +10,7 @@ export type {
   MigrationOptions, MigrationPhase, MigrationProgress, MigrationResult, MigrationUpdate, MigrationUpdateBody, NoConvergencePolicy, Node,
   NodeState, NodeUsage, OwnerChangeReason, PauseVmRequest, PromoteMemberRequest, RemoveMemberRequest, RemoveMemberResponse, RequestOf,
   Resources, ResponseOf, RestartPolicy, RestoreVmRequest, ResumeNodeRequest, ResumeVmRequest, SaveVmRequest, SaveVmResponse,
-  StartVmRequest, StopVmRequest, StreamMethodName, UnaryMethodName, Vm, VmCreated, VmDeleted, VmDesiredState, VmEvent, VmEventBody,
+  SetVmKvpRequest, StartVmRequest, StopVmRequest, StreamMethodName, UnaryMethodName, Vm, VmCreated, VmDeleted, VmDesiredState, VmEvent, VmEventBody,
   VmMigrationEvent, VmMigrationEventKind, VmOwnerChanged, VmPriority, VmSpec, VmState, VmStateChanged, WatchEventsRequest,
   WatchMigrationRequest,
 } from "./types.js";
@@ -24,7 +24,7 @@ export {
   IMAGE_LENGTH_MAX, invalidArgument, MAX_ROUNDS_MAX, MIGRATION_ID_PATTERN, NAME_PATTERN, STOP_TIMEOUT_MS_MAX, validateAddMemberRequest,
   validateConsoleInput, validateConsoleOpen, validateCreateVmRequest, validateDeleteVmRequest, validateEmptyRequest,
   validateListMigrationsRequest, validateListNodesRequest, validateListVmsRequest, validateMemberIdRequest, validateMigrateRequest,
-  validateMigrationIdRequest, validateNodeRequest, validateSavedStateRequest, validateStopVmRequest, validateVmNameRequest,
+  validateMigrationIdRequest, validateNodeRequest, validateSavedStateRequest, validateSetVmKvpRequest, validateStopVmRequest, validateVmNameRequest, KVP_KEY_BYTES_MAX, KVP_VALUE_BYTES_MAX,
   validateWatchEventsRequest, VM_MEMORY_BYTES_MAX, VM_VCPUS_MAX, VM_VCPUS_MIN,
   VM_DISKS_MAX, DISK_SECTOR_BYTES, DISK_BYTES_MAX, VM_NICS_MAX, NIC_MAC_PATTERN,
 } from "./validate.js";
@@ -40,5 +40,5 @@ export type { ApiServer, ApiServerOptions, ServerTlsOptions } from "./adapters/s
 export { ApiClient, apiErrorOf } from "./adapters/client.js";
 export type {
   AddMemberInput, ApiClientOptions, ApiStream, CallOptions, ClientTlsOptions, ConsoleConnection, CreateVmInput, DeleteVmInput, MigrateInput,
-  RequestInput, StopVmInput,
+  RequestInput, SetVmKvpInput, StopVmInput,
 } from "./adapters/client.js";

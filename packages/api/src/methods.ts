@@ -8,7 +8,7 @@ import type { Backend, UnaryMethodName } from "./types.js";
 import {
   type FieldViolation, validateAddMemberRequest, validateConsoleOpen, validateCreateVmRequest, validateDeleteVmRequest, validateEmptyRequest,
   validateListMigrationsRequest, validateListNodesRequest, validateListVmsRequest, validateMemberIdRequest, validateMigrateRequest,
-  validateMigrationIdRequest, validateNodeRequest, validateSavedStateRequest, validateStopVmRequest, validateVmNameRequest,
+  validateMigrationIdRequest, validateNodeRequest, validateSavedStateRequest, validateSetVmKvpRequest, validateStopVmRequest, validateVmNameRequest,
   validateWatchEventsRequest,
 } from "./validate.js";
 
@@ -33,7 +33,7 @@ export type MethodKind = "unary" | "server-stream" | "bidi";
  * (`forwarding.ts`). Everything else is a read, served by the node that receives it.
  */
 export const WRITE_METHODS = [
-  "createVm", "startVm", "stopVm", "pauseVm", "resumeVm", "saveVm", "restoreVm", "deleteVm",
+  "createVm", "startVm", "stopVm", "pauseVm", "resumeVm", "saveVm", "restoreVm", "deleteVm", "setVmKvp",
   "migrate", "cancelMigration",
   "drainNode", "resumeNode",
   "addMember", "promoteMember", "removeMember",
@@ -72,6 +72,7 @@ export const API_METHODS: readonly MethodSpec[] = Object.freeze([
   method("Vms", "Save", "saveVm", "unary", "SaveVmRequest", validateSavedStateRequest),
   method("Vms", "Restore", "restoreVm", "unary", "RestoreVmRequest", validateSavedStateRequest),
   method("Vms", "Delete", "deleteVm", "unary", "DeleteVmRequest", validateDeleteVmRequest),
+  method("Vms", "SetKvp", "setVmKvp", "unary", "SetVmKvpRequest", validateSetVmKvpRequest),
   method("Vms", "Get", "getVm", "unary", "GetVmRequest", validateVmNameRequest),
   method("Vms", "List", "listVms", "unary", "ListVmsRequest", validateListVmsRequest),
   method("Vms", "WatchEvents", "watchVmEvents", "server-stream", "WatchEventsRequest", validateWatchEventsRequest),

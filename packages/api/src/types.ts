@@ -122,6 +122,8 @@ export interface Vm {
   guestHealth: string;
   /** What the guest published through KVP (as the owner last heard it). */
   guestKvp: Record<string, string>;
+  /** What the host set for the guest to read (SetKvp). */
+  hostKvp: Record<string, string>;
 }
 
 export interface CreateVmRequest {
@@ -146,6 +148,14 @@ export interface CreateVmRequest {
 
 export interface StartVmRequest {
   name: string;
+}
+
+export interface SetVmKvpRequest {
+  name: string;
+  key: string;
+  value: string;
+  /** Remove the key instead. */
+  delete: boolean;
 }
 
 export interface StopVmRequest {
@@ -510,6 +520,7 @@ export interface Backend {
   saveVm(request: SaveVmRequest, context: CallContext): Promise<SaveVmResponse>;
   restoreVm(request: RestoreVmRequest, context: CallContext): Promise<Vm>;
   deleteVm(request: DeleteVmRequest, context: CallContext): Promise<DeleteVmResponse>;
+  setVmKvp(request: SetVmKvpRequest, context: CallContext): Promise<Vm>;
   getVm(request: GetVmRequest, context: CallContext): Promise<Vm>;
   listVms(request: ListVmsRequest, context: CallContext): Promise<ListVmsResponse>;
   /** Events from now on, in commit order; never ends by itself except on shutdown. */

@@ -245,6 +245,28 @@ export function validateStopVmRequest(request: unknown): FieldViolation[] {
   });
 }
 
+/** A KVP key: 1 to 63 UTF-8 bytes, no control characters or '='; a value: at most 255 bytes, no control characters. */
+export const KVP_KEY_BYTES_MAX = 63;
+export const KVP_VALUE_BYTES_MAX = 255;
+
+export function validateSetVmKvpRequest(request: unknown): FieldViolation[] {
+  return check(request, (r, c) => {
+    c.name("name", r.name, true);
+    const bytes = (s: string): number => new TextEncoder().encode(s).length;
+    // eslint-disable-next-line no-control-regex
+    const control = /[\u0000-\u001f\u007f]/;
+    const key = r.key;
+    if (typeof key !== "string" || key === "" || bytes(key) > KVP_KEY_BYTES_MAX || control.test(key) || key.includes("=")) {
+      c.fail("key", `must be 1 to ${KVP_KEY_BYTES_MAX} bytes of UTF-8 without control characters or '=', got ${show(key)}`);
+    }
+    if (r.delete !== undefined) c.bool("delete", r.delete);
+    const value = r.value;
+    if (value !== undefined && value !== null && (typeof value !== "string" || bytes(value) > KVP_VALUE_BYTES_MAX || control.test(value))) {
+      c.fail("value", `must be at most ${KVP_VALUE_BYTES_MAX} bytes of UTF-8 without control characters, got ${show(value)}`);
+    }
+  });
+}
+
 /** Save and Restore. */
 export function validateSavedStateRequest(request: unknown): FieldViolation[] {
   return check(request, (r, c) => {

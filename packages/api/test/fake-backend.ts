@@ -9,7 +9,7 @@ import type {
   DeleteVmRequest, DeleteVmResponse, DrainNodeRequest, GetMigrationRequest, GetVmRequest, ListMigrationsRequest, ListMigrationsResponse,
   ListNodesRequest, ListNodesResponse, ListVmsRequest, ListVmsResponse, Member, MembersResponse, MigrateRequest, MigrateResponse, Migration,
   MigrationProgress, MigrationUpdate, Node, PauseVmRequest, PromoteMemberRequest, RemoveMemberRequest, RemoveMemberResponse,
-  RestoreVmRequest, ResumeNodeRequest, ResumeVmRequest, SaveVmRequest, SaveVmResponse, StartVmRequest, StopVmRequest, Vm, VmEvent,
+  RestoreVmRequest, ResumeNodeRequest, ResumeVmRequest, SaveVmRequest, SaveVmResponse, SetVmKvpRequest, StartVmRequest, StopVmRequest, Vm, VmEvent,
   VmEventBody, VmState, WatchEventsRequest, WatchMigrationRequest,
 } from "../src/types.js";
 
@@ -107,6 +107,7 @@ export class FakeBackend implements Backend {
       savedState: "",
       guestHealth: "unknown",
       guestKvp: {},
+      hostKvp: {},
     };
   }
 
@@ -219,6 +220,17 @@ export class FakeBackend implements Backend {
     this.vms.delete(r.name);
     this.publish(r.name, { event: "deleted", deleted: {} });
     return {};
+  }
+
+  async setVmKvp(r: SetVmKvpRequest, c: CallContext): Promise<Vm> {
+    await this.enter("setVmKvp", c);
+    const vm = this.vm(r.name);
+    const hostKvp = { ...vm.hostKvp };
+    if (r.delete) delete hostKvp[r.key];
+    else hostKvp[r.key] = r.value ?? "";
+    const next = { ...vm, hostKvp };
+    this.vms.set(r.name, next);
+    return next;
   }
 
   async getVm(r: GetVmRequest, c: CallContext): Promise<Vm> {

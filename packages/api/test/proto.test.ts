@@ -30,6 +30,7 @@ const spec: T.VmSpec = {
 const vm: T.Vm = {
   name: "web", spec, desiredState: "VM_DESIRED_STATE_RUNNING", state: "VM_STATE_RUNNING", owner: "n1", epoch: 7, pendingReason: "",
   migrationId: "m3", createdAtMs: 1_700_000_000_123, savedState: "before-upgrade", guestHealth: "ok", guestKvp: { "probe.status": "ready" },
+  hostKvp: { "app.port": "8080" },
 };
 const progress: T.MigrationProgress = {
   phase: "MIGRATION_PHASE_PRECOPY", round: 2, pagesRemaining: 1234, dirtyPagesPerSecond: 5000.5, throughputBytesPerSecond: 1.25e9,
@@ -61,11 +62,12 @@ const samples: Record<string, object> = {
   Vm: vm,
   CreateVmRequest: {
     name: "web", memoryBytes: 4096, vcpus: 1, image: "i", bootMode: "BOOT_MODE_BARE", bootargs: "a", antiAffinityGroup: "g",
-    priority: "VM_PRIORITY_LOW", restartPolicy: "RESTART_POLICY_RESTART", start: true, diskBytes: [1048576], noIntegration: true, nics: 0,
+    priority: "VM_PRIORITY_LOW", restartPolicy: "RESTART_POLICY_RESTART", start: true, diskBytes: [1048576], noIntegration: true, nics: 1,
     nicMacs: ["02:48:0a:0b:0c:0d"],
   } satisfies T.CreateVmRequest,
   StartVmRequest: { name: "web" } satisfies T.StartVmRequest,
   StopVmRequest: { name: "web", force: true, timeoutMs: 5 } satisfies T.StopVmRequest,
+  SetVmKvpRequest: { name: "web", key: "app.port", value: "8080", delete: true } satisfies T.SetVmKvpRequest,
   PauseVmRequest: { name: "web" } satisfies T.PauseVmRequest,
   ResumeVmRequest: { name: "web" } satisfies T.ResumeVmRequest,
   SaveVmRequest: { name: "web", savedState: "s1" } satisfies T.SaveVmRequest,

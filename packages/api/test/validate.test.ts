@@ -4,7 +4,7 @@ import type { CreateVmRequest, MigrateRequest } from "../src/types.js";
 import {
   GUEST_PAGE_BYTES, invalidArgument, NAME_PATTERN, validateAddMemberRequest, validateConsoleInput, validateConsoleOpen, validateCreateVmRequest,
   validateDeleteVmRequest, validateEmptyRequest, validateListMigrationsRequest, validateListNodesRequest, validateListVmsRequest,
-  validateMemberIdRequest, validateMigrateRequest, validateMigrationIdRequest, validateNodeRequest, validateSavedStateRequest,
+  validateMemberIdRequest, validateMigrateRequest, validateMigrationIdRequest, validateNodeRequest, validateSavedStateRequest, validateSetVmKvpRequest,
   validateStopVmRequest, validateVmNameRequest, validateWatchEventsRequest, VM_MEMORY_BYTES_MAX,
 } from "../src/validate.js";
 import { GiB, MiB } from "./units.js";
@@ -116,6 +116,17 @@ describe("validate", () => {
     expect(fields(validateCreateVmRequest({ ...create, nicMacs: ["02:48:00:00:00:0A"] }))).toEqual(["nic_macs[0]"]);
     expect(fields(validateCreateVmRequest({ ...create, nics: 1, nicMacs: ["02:48:00:00:00:01"] }))).toEqual(["nic_macs"]);
     expect(fields(validateCreateVmRequest({ ...create, nicMacs: Array.from({ length: 9 }, (_, i) => `02:48:00:00:00:1${i}`) }))).toEqual(["nic_macs"]);
+  });
+
+  it("validate - SetKvp: a key of 1 to 63 bytes without '=' or control characters, a value of at most 255 bytes", () => {
+    expect(validateSetVmKvpRequest({ name: "web", key: "app.port", value: "8080", delete: false })).toEqual([]);
+    expect(validateSetVmKvpRequest({ name: "web", key: "app.port", delete: true })).toEqual([]);
+    expect(fields(validateSetVmKvpRequest({ name: "web", key: "", value: "v" }))).toEqual(["key"]);
+    expect(fields(validateSetVmKvpRequest({ name: "web", key: "a=b", value: "v" }))).toEqual(["key"]);
+    expect(fields(validateSetVmKvpRequest({ name: "web", key: "k".repeat(64), value: "v" }))).toEqual(["key"]);
+    expect(fields(validateSetVmKvpRequest({ name: "web", key: "k", value: "v".repeat(256) }))).toEqual(["value"]);
+    expect(validateSetVmKvpRequest({ name: "web", key: "k", value: "a\nb" })).toEqual([{ field: "value", description: 'must be at most 255 bytes of UTF-8 without control characters, got "a\\nb"' }]);
+    expect(fields(validateSetVmKvpRequest({ name: "Web", key: "k", value: "v" }))).toEqual(["name"]);
   });
 
   it("validate - memory_bytes: a positive multiple of 4 KiB, at most 2 GiB", () => {

@@ -16,7 +16,7 @@
  */
 import { ClusterCommandError } from "./errors.js";
 import type { Fields } from "./fields.js";
-import { address, id, labels, nodeCapacity, oneOf, optionalBoolean, optionalId, optionalSafeInteger, record, safeInteger, vmSpec } from "./fields.js";
+import { address, id, kvpKey, kvpValue, labels, nodeCapacity, oneOf, optionalBoolean, optionalId, optionalSafeInteger, record, safeInteger, vmSpec } from "./fields.js";
 import type { Capacity, MigrationKind, NodeState, VmActualState, VmDesiredState, VmSpec } from "./types.js";
 import { MIGRATION_KINDS, NODE_STATES, VM_ACTUAL_STATES, VM_DESIRED_STATES } from "./types.js";
 
@@ -162,6 +162,14 @@ export interface FailoverCommand extends Stamped {
 }
 
 /** Forgets a VM (its owner stops it when it sees it gone); refused while a migration is in flight. */
+/** Sets (or with `value` null removes) a host KVP value of the VM, which its guest reads wherever it runs. */
+export interface SetVmKvpCommand extends Stamped {
+  readonly type: "setVmKvp";
+  readonly vm: string;
+  readonly key: string;
+  readonly value: string | null;
+}
+
 export interface DeleteVmCommand extends Stamped {
   readonly type: "deleteVm";
   readonly vm: string;
@@ -179,6 +187,7 @@ export type ClusterCommand =
   | TransferCommand
   | AbortMigrationCommand
   | FailoverCommand
+  | SetVmKvpCommand
   | DeleteVmCommand;
 
 export type CommandType = ClusterCommand["type"];
@@ -191,7 +200,7 @@ export type DecodedCommand = Complete<ClusterCommand>;
 
 export const COMMAND_TYPES: readonly CommandType[] = [
   "registerNode", "renewLease", "setNodeState", "removeNode", "createVm", "setDesiredState", "reportActual",
-  "beginMigration", "transfer", "abortMigration", "failover", "deleteVm",
+  "beginMigration", "transfer", "abortMigration", "failover", "deleteVm", "setVmKvp",
 ];
 
 const BASE_FIELDS = ["v", "type", "atMs"];
@@ -209,6 +218,7 @@ const FIELDS: Record<CommandType, readonly string[]> = {
   abortMigration: ["vm", "epoch", "migrationId", "cancelled"],
   failover: ["vm", "to", "epoch"],
   deleteVm: ["vm"],
+  setVmKvp: ["vm", "key", "value"],
 };
 
 /** Validates one command object (decoded JSON or a caller's object) and returns its normal form. */
@@ -294,6 +304,13 @@ function parseCommand(value: unknown): DecodedCommand {
       return { type: t, atMs, vm: id(f["vm"], `${t}.vm`), to: optionalId(f["to"], `${t}.to`), epoch: safeInteger(f["epoch"], `${t}.epoch`, 1) };
     case "deleteVm":
       return { type: t, atMs, vm: id(f["vm"], `${t}.vm`) };
+    case "setVmKvp":
+      return {
+        type: t, atMs,
+        vm: id(f["vm"], `${t}.vm`),
+        key: kvpKey(f["key"], `${t}.key`),
+        value: f["value"] === null || f["value"] === undefined ? null : kvpValue(f["value"], `${t}.value`),
+      };
   }
 }
 

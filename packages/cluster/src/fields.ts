@@ -26,6 +26,10 @@ export const VM_DISKS_MAX = 8;
 /** Virtual disk sizes: a positive multiple of 512 bytes, at most 64 GiB. */
 export const DISK_SECTOR_BYTES = 512;
 export const DISK_BYTES_MAX = 64 * 2 ** 30;
+/** Host KVP values of one VM (what the host sets for the guest to read), at most; keys and values in UTF-8 bytes. */
+export const VM_KVP_KEYS_MAX = 32;
+export const KVP_KEY_BYTES_MAX = 63;
+export const KVP_VALUE_BYTES_MAX = 255;
 /** Synthetic NICs of one VM, at most. */
 export const VM_NICS_MAX = 8;
 /** A NIC's MAC: locally administered, "02:48:" then four bytes, lowercase hex. */
@@ -154,6 +158,35 @@ export function vmDisks(value: unknown, path: string): VmSpec["disks"] {
     if (sizeBytes % DISK_SECTOR_BYTES !== 0) fail(`${path}[${i}].sizeBytes`, `must be a multiple of ${DISK_SECTOR_BYTES}`, sizeBytes);
     return Object.freeze({ sizeBytes });
   }));
+}
+
+const kvpBytes = new TextEncoder();
+
+/** A KVP key: 1 to 63 UTF-8 bytes, no control characters, no '='. */
+export function kvpKey(value: unknown, path: string): string {
+  if (typeof value !== "string" || value.length === 0 || kvpBytes.encode(value).length > KVP_KEY_BYTES_MAX || CONTROL_CHARS.test(value) || value.includes("=")) {
+    fail(path, `must be 1 to ${KVP_KEY_BYTES_MAX} bytes of UTF-8 without control characters or '='`, value);
+  }
+  return value;
+}
+
+/** A KVP value: 0 to 255 UTF-8 bytes, no control characters. */
+export function kvpValue(value: unknown, path: string): string {
+  if (typeof value !== "string" || kvpBytes.encode(value).length > KVP_VALUE_BYTES_MAX || CONTROL_CHARS.test(value)) {
+    fail(path, `must be 0 to ${KVP_VALUE_BYTES_MAX} bytes of UTF-8 without control characters`, value);
+  }
+  return value;
+}
+
+/** A VM's host KVP values in normal form (keys sorted); `{}` when absent (records written before they existed). */
+export function hostKvp(value: unknown, path: string): Readonly<Record<string, string>> {
+  if (value === undefined || value === null) return Object.freeze({});
+  if (typeof value !== "object" || Array.isArray(value)) fail(path, "must be an object of key to value", value);
+  const entries = Object.entries(value as Fields);
+  if (entries.length > VM_KVP_KEYS_MAX) throw new ClusterCommandError(`${path} has ${entries.length} values, more than ${VM_KVP_KEYS_MAX}`);
+  const out: Record<string, string> = {};
+  for (const [k, v] of entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) out[kvpKey(k, `${path} key`)] = kvpValue(v, `${path}.${k}`);
+  return Object.freeze(out);
 }
 
 /** A VM's NICs in normal form; `[]` when absent (specs written before NICs existed). No MAC twice. */

@@ -5,7 +5,7 @@ export type {
 export { COMMAND_BYTES_MAX, COMMAND_TYPES, COMMAND_VERSION, decodeCommand, encodeCommand } from "./commands.js";
 export type {
   AbortMigrationCommand, BeginMigrationCommand, ClusterCommand, CommandType, CreateVmCommand, DecodedCommand, DeleteVmCommand, FailoverCommand,
-  RegisterNodeCommand, RemoveNodeCommand, RenewLeaseCommand, ReportActualCommand, SetDesiredStateCommand, SetNodeStateCommand, TransferCommand,
+  RegisterNodeCommand, RemoveNodeCommand, RenewLeaseCommand, ReportActualCommand, SetDesiredStateCommand, SetVmKvpCommand, SetNodeStateCommand, TransferCommand,
   VmSpecInput,
 } from "./commands.js";
 export {
@@ -19,7 +19,7 @@ export {
 } from "./snapshot.js";
 export {
   ADDRESS_CHARS_MAX, BOOTARGS_CHARS_MAX, CLUSTER_NODES_MAX, CLUSTER_VMS_MAX, ID_CHARS_MAX, IMAGE_CHARS_MAX, LABEL_VALUE_CHARS_MAX, LABELS_MAX,
-  NODE_VCPUS_MAX, PAGE_BYTES, VM_VCPUS_MAX, VM_DISKS_MAX, DISK_SECTOR_BYTES, DISK_BYTES_MAX, VM_NICS_MAX, NIC_MAC_PATTERN,
+  NODE_VCPUS_MAX, PAGE_BYTES, VM_VCPUS_MAX, VM_DISKS_MAX, DISK_SECTOR_BYTES, DISK_BYTES_MAX, VM_NICS_MAX, NIC_MAC_PATTERN, VM_KVP_KEYS_MAX, KVP_KEY_BYTES_MAX, KVP_VALUE_BYTES_MAX,
 } from "./fields.js";
 export { ClusterCommandError, ClusterInvariantError, ClusterSnapshotError, ClusterStateError } from "./errors.js";
 export {

@@ -14,7 +14,7 @@
 import { crc32 } from "node:zlib";
 import { ClusterCommandError, ClusterSnapshotError } from "./errors.js";
 import type { Fields } from "./fields.js";
-import { address, CLUSTER_NODES_MAX, CLUSTER_VMS_MAX, id, labels, nodeCapacity, oneOf, record, safeInteger, text, vmSpec } from "./fields.js";
+import { address, CLUSTER_NODES_MAX, CLUSTER_VMS_MAX, hostKvp, id, labels, nodeCapacity, oneOf, record, safeInteger, text, vmSpec } from "./fields.js";
 import type { ClusterData, ClusterOptions, MigrationRecord, NodeRecord, VmRecord } from "./types.js";
 import { MIGRATION_KINDS, NODE_STATES, PLACEMENT_POLICIES, VM_ACTUAL_STATES, VM_DESIRED_STATES } from "./types.js";
 
@@ -70,7 +70,7 @@ function parseNode(value: unknown, path: string): NodeRecord {
 }
 
 function parseVm(value: unknown, path: string): VmRecord {
-  const f = record(value, path, ["id", "spec", "desiredState", "owner", "epoch", "actual", "pendingReason", "createdAtMs", "savedState"]);
+  const f = record(value, path, ["id", "spec", "desiredState", "owner", "epoch", "actual", "pendingReason", "createdAtMs", "savedState", "hostKvp"]);
   return Object.freeze({
     id: id(f["id"], `${path}.id`),
     spec: vmSpec(f["spec"], `${path}.spec`),
@@ -89,6 +89,8 @@ function parseVm(value: unknown, path: string): VmRecord {
     createdAtMs: safeInteger(f["createdAtMs"], `${path}.createdAtMs`, 0),
     // absent in snapshots written before saved states existed
     savedState: nullable(f["savedState"] ?? null, (v) => id(v, `${path}.savedState`)),
+    // absent in snapshots written before host KVP values existed
+    hostKvp: hostKvp(f["hostKvp"], `${path}.hostKvp`),
   });
 }
 
@@ -160,6 +162,7 @@ function canonical(data: ClusterData): unknown {
       pendingReason: vm.pendingReason,
       createdAtMs: vm.createdAtMs,
       savedState: vm.savedState,
+      hostKvp: vm.hostKvp,
     })),
     migrations: [...data.migrations].sort((a, b) => byKey(a.vm, b.vm)).map((m) => ({
       vm: m.vm, from: m.from, to: m.to, epoch: m.epoch, kind: m.kind, startedAtMs: m.startedAtMs, migrationId: m.migrationId,

@@ -22,7 +22,7 @@
 import type { CommandType, DecodedCommand } from "./commands.js";
 import { decodeCommand } from "./commands.js";
 import { ClusterCommandError, ClusterInvariantError, ClusterSnapshotError, ClusterStateError, invariant } from "./errors.js";
-import { CLUSTER_NODES_MAX, CLUSTER_VMS_MAX } from "./fields.js";
+import { CLUSTER_NODES_MAX, CLUSTER_VMS_MAX, VM_KVP_KEYS_MAX } from "./fields.js";
 import { checkInvariants } from "./invariants.js";
 import type { PlacementConfig, PlacementNode } from "./placement.js";
 import { checkNode, freeMemoryBytes, freeVcpus, place, requestFor, UsageLedger, vcpuLimit } from "./placement.js";
@@ -63,7 +63,8 @@ export type ClusterSuccess =
     readonly ok: true; readonly type: "failover"; readonly vm: string; readonly owner: string | null; readonly epoch: number;
     readonly desiredState: VmDesiredState; readonly pendingReason: string | null;
   }
-  | { readonly ok: true; readonly type: "deleteVm"; readonly vm: string; readonly owner: string | null };
+  | { readonly ok: true; readonly type: "deleteVm"; readonly vm: string; readonly owner: string | null }
+  | { readonly ok: true; readonly type: "setVmKvp"; readonly vm: string; readonly key: string; readonly value: string | null };
 
 /** A refused command: nothing changed. `command` is `null` when the bytes did not decode. */
 export interface ClusterRejection {
@@ -250,6 +251,7 @@ export class ClusterState {
       case "removeNode": return this.removeNode(c);
       case "createVm": return this.createVm(c);
       case "setDesiredState": return this.setDesiredState(c);
+      case "setVmKvp": return this.setVmKvp(c);
       case "reportActual": return this.reportActual(c);
       case "beginMigration": return this.beginMigration(index, c);
       case "transfer": return this.transfer(c);
@@ -412,7 +414,7 @@ export class ClusterState {
       if (holder !== undefined) return reject(c.type, "ALREADY_EXISTS", `createVm.spec.nics: MAC ${nic.mac} belongs to vm ${holder}`);
     }
     for (const nic of c.spec.nics) this.macs.set(nic.mac, c.vm);
-    this.putVm({ id: c.vm, spec: c.spec, desiredState: c.desiredState, owner, epoch: 1, actual: null, pendingReason: null, createdAtMs: c.atMs, savedState: null });
+    this.putVm({ id: c.vm, spec: c.spec, desiredState: c.desiredState, owner, epoch: 1, actual: null, pendingReason: null, createdAtMs: c.atMs, savedState: null, hostKvp: Object.freeze({}) });
     this.ledger.add(owner, c.spec, "owned");
     return { ok: true, type: c.type, vm: c.vm, owner, epoch: 1 };
   }
@@ -465,6 +467,22 @@ export class ClusterState {
     const savedState = c.actual === "running" && vm.desiredState === "running" ? null : vm.savedState;
     this.putVm({ ...vm, actual: Object.freeze({ state: c.actual, epoch: c.epoch, atMs: c.atMs }), savedState });
     return { ok: true, type: c.type, vm: c.vm, actual: c.actual, epoch: c.epoch };
+  }
+
+  private setVmKvp(c: Extract<DecodedCommand, { type: "setVmKvp" }>): ClusterResult {
+    const vm = this.vms.get(c.vm);
+    if (vm === undefined) return reject(c.type, "NOT_FOUND", `vm ${c.vm} does not exist`);
+    const next: Record<string, string> = { ...vm.hostKvp };
+    if (c.value === null) delete next[c.key];
+    else {
+      if (!(c.key in next) && Object.keys(next).length >= VM_KVP_KEYS_MAX) {
+        return reject(c.type, "FAILED_PRECONDITION", `vm ${c.vm} already has ${VM_KVP_KEYS_MAX} host KVP values, the most it may have: remove one first`);
+      }
+      next[c.key] = c.value;
+    }
+    const sorted = Object.freeze(Object.fromEntries(Object.entries(next).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
+    this.putVm({ ...vm, hostKvp: sorted });
+    return { ok: true, type: c.type, vm: c.vm, key: c.key, value: c.value };
   }
 
   private deleteVm(c: Extract<DecodedCommand, { type: "deleteVm" }>): ClusterResult {

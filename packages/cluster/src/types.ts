@@ -144,6 +144,8 @@ export interface VmRecord {
    * saved state stays on the node that wrote it).
    */
   readonly savedState: string | null;
+  /** Values the host set for the guest to read through the KVP integration service (any owner sends them). */
+  readonly hostKvp: Readonly<Record<string, string>>;
 }
 
 /** A migration between `beginMigration` and its `transfer` or `abortMigration`. */

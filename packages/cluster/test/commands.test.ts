@@ -21,6 +21,7 @@ const everyCommand: ClusterCommand[] = [
   { type: "abortMigration", atMs: 14, vm: "web-1", epoch: 3 },
   { type: "failover", atMs: 15, vm: "web-1", to: null, epoch: 4 },
   { type: "deleteVm", atMs: 16, vm: "web-1" },
+  { type: "setVmKvp", atMs: 17, vm: "web-1", key: "app.port", value: "8080" },
 ];
 
 describe("commands - encoding", () => {
@@ -168,5 +169,31 @@ describe("commands - VM NICs", () => {
     expect(apply({ type: "deleteVm", atMs: 2, vm: "a" }).ok).toBe(true);
     expect(apply(create("b", "02:48:00:00:00:01")).ok).toBe(true);
     expect(s.checkInvariants()).toEqual([]);
+  });
+});
+
+describe("commands - host KVP values", () => {
+  it("sets, replaces and removes a VM's host values, at most 32, refusing bad keys and values by field", () => {
+    const h = new Harness();
+    h.ok(nodeCommand("n1", 4 * GiB, 4));
+    h.ok({ type: "createVm", atMs: 1, vm: "a", spec: spec(MiB) });
+    h.ok({ type: "setVmKvp", atMs: 2, vm: "a", key: "b.port", value: "80" });
+    h.ok({ type: "setVmKvp", atMs: 2, vm: "a", key: "a.name", value: "web" });
+    h.ok({ type: "setVmKvp", atMs: 3, vm: "a", key: "b.port", value: "8080" });
+    expect(h.state.getVm("a")!.hostKvp).toEqual({ "a.name": "web", "b.port": "8080" });
+    expect(Object.keys(h.state.getVm("a")!.hostKvp)).toEqual(["a.name", "b.port"]);
+    h.ok({ type: "setVmKvp", atMs: 4, vm: "a", key: "a.name", value: null });
+    expect(h.state.getVm("a")!.hostKvp).toEqual({ "b.port": "8080" });
+    h.rejected({ type: "setVmKvp", atMs: 4, vm: "zz", key: "k", value: "v" }, "NOT_FOUND", "vm zz does not exist");
+    for (let i = 0; i < 31; i++) h.ok({ type: "setVmKvp", atMs: 5, vm: "a", key: `k${i}`, value: "x" });
+    h.rejected({ type: "setVmKvp", atMs: 6, vm: "a", key: "one-more", value: "x" }, "FAILED_PRECONDITION", /already has 32 host KVP values/);
+    h.ok({ type: "setVmKvp", atMs: 6, vm: "a", key: "k0", value: "replaced" }); // replacing is not adding
+    const set = (key: string, value: string | null): ClusterCommand => ({ type: "setVmKvp", atMs: 0, vm: "a", key, value });
+    expect(() => encodeCommand(set("", "v"))).toThrow(/setVmKvp\.key must be 1 to 63 bytes of UTF-8 without control characters or '='/);
+    expect(() => encodeCommand(set("a=b", "v"))).toThrow(/setVmKvp\.key/);
+    expect(() => encodeCommand(set("k".repeat(64), "v"))).toThrow(/setVmKvp\.key/);
+    expect(() => encodeCommand(set("k", "v".repeat(256)))).toThrow(/setVmKvp\.value must be 0 to 255 bytes/);
+    expect(() => encodeCommand(set("k", "a\nb"))).toThrow(/setVmKvp\.value/);
+    expect(decodeCommand(encodeCommand(set("k", "")))).toMatchObject({ value: "" });
   });
 });

@@ -196,3 +196,17 @@ describe("snapshot - VM NICs", () => {
     expect(restored.getVm("web")!.spec.nics).toEqual([]);
   });
 });
+
+describe("snapshot - host KVP values", () => {
+  it("round-trips a VM's host values, and loads a snapshot written before they existed with none", () => {
+    const s = build([...history, { type: "setVmKvp", atMs: 6, vm: "db", key: "db.role", value: "primary" }]);
+    const copy = new ClusterState();
+    copy.restore(s.snapshot());
+    expect(copy.getVm("db")!.hostKvp).toEqual({ "db.role": "primary" });
+    const old = new TextDecoder().decode(s.snapshot().subarray(10, -4)).replaceAll(/,"hostKvp":\{[^}]*\}/g, "");
+    expect(old).not.toContain("hostKvp");
+    const restored = new ClusterState();
+    restored.restore(seal(old));
+    expect(restored.getVm("db")!.hostKvp).toEqual({});
+  });
+});

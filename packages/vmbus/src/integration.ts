@@ -206,6 +206,13 @@ export class KvpVsp implements Vsp {
     this.sendSet(key, value);
   }
 
+  /** Removes a host value: the guest forgets it (a host DELETE) and it is no longer sent on reconnects. */
+  delete(key: string): void {
+    checkKey(key);
+    if (!this.hostValues.delete(key)) return;
+    this.channel?.send({ type: KvpOp.Delete, flags: 0, txid: ++this.txid, payload: strings(key) });
+  }
+
   /** Asks the guest for its value of `key` (undefined: it has none, or no channel). */
   get(key: string): Promise<string | undefined> {
     checkKey(key);

@@ -89,6 +89,11 @@ describe("vmbus - a guest's channels served by the root", () => {
     served.kvp.set("probe.echo", "hello there");
     await until("the echo", () => served.kvp.guestValues.get("probe.echoed") === "hello there", 5_000, out.text);
     expect(out.text()).toContain("kvp: echo hello there");
+    // the guest answers GET from the host's values; a host DELETE takes one back
+    expect(await served.kvp.get("probe.echo")).toBe("hello there");
+    served.kvp.delete("probe.echo");
+    expect(served.kvp.hostValues.has("probe.echo")).toBe(false);
+    expect(await served.kvp.get("probe.echo")).toBeUndefined();
     // shutdown
     const answer = await served.shutdown.request("maintenance window");
     expect(answer).toBe(0);

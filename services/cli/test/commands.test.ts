@@ -229,6 +229,22 @@ describe.concurrent("commands - VM lifecycle", { timeout: 60_000 }, () => {
     expect(["t11", "t12", "t13"].some((n) => c.get().backend.vms.has(n))).toBe(false);
   });
 
+  it("vm - kvp sets and takes back a host value; show prints the host's values; a bad entry is a usage error", async () => {
+    const r = await hyperfleet(["vm", "kvp", "web", "app.port=8080", ...c.flags()]);
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^set app\.port for web: /);
+    expect(c.get().backend.vms.get("web")!.hostKvp).toEqual({ "app.port": "8080" });
+    const shown = await hyperfleet(["vm", "show", "web", ...c.flags()]);
+    expect(shown.stdout).toMatch(/Host KVP:\s+app\.port=8080\n/);
+    const gone = await hyperfleet(["vm", "kvp", "web", "app.port", "--delete", ...c.flags()]);
+    expect(gone.code).toBe(0);
+    expect(c.get().backend.vms.get("web")!.hostKvp).toEqual({});
+    const bad = await hyperfleet(["vm", "kvp", "web", "no-equals-sign", ...c.flags()]);
+    expect(bad.code).toBe(2);
+    expect(oneLine(bad.stderr)).toMatch(/^hyperfleet: expected key=value, got "no-equals-sign"/);
+  });
+
   it("create starts the VM unless --no-start", async () => {
     const r = await hyperfleet(["vm", "create", "t2", "--memory", "32M", "--image", "dirtier", "--json", ...c.flags()]);
     expect(r.code).toBe(0);

@@ -9,7 +9,7 @@ import type {
   AddMemberRequest, Backend, CallContext, CancelMigrationRequest, ClusterStatus, ConsoleOpenRequest, ConsoleOutput, CreateVmRequest,
   DeleteVmRequest, DeleteVmResponse, GetMigrationRequest, GetVmRequest, ListMigrationsRequest, ListMigrationsResponse, ListNodesRequest,
   ListNodesResponse, ListVmsRequest, ListVmsResponse, Member, MembersResponse, MigrateRequest, MigrateResponse, Migration, MigrationUpdate,
-  Node, PromoteMemberRequest, RemoveMemberRequest, RemoveMemberResponse, RestoreVmRequest, ResumeNodeRequest, SaveVmRequest, SaveVmResponse, StopVmRequest, Vm,
+  Node, PromoteMemberRequest, RemoveMemberRequest, RemoveMemberResponse, RestoreVmRequest, ResumeNodeRequest, SaveVmRequest, SaveVmResponse, SetVmKvpRequest, StopVmRequest, Vm,
   VmEvent, VmState, WatchEventsRequest, DrainNodeRequest,
 } from "@hyperfleet/api";
 import { ApiError } from "@hyperfleet/api";
@@ -72,6 +72,7 @@ export function toApiVm(vm: VmRecord, migration: MigrationRecord | null, guest: 
     savedState: vm.savedState ?? "",
     guestHealth: guest.health,
     guestKvp: { ...guest.kvp },
+    hostKvp: { ...vm.hostKvp },
   };
 }
 
@@ -259,6 +260,12 @@ export class NodeBackend implements Backend {
     if (after.epoch === epoch && after.actual?.state === "crashed") {
       throw new ApiError("FAILED_PRECONDITION", `vm ${r.name} did not start from saved state ${r.savedState} on ${vm.owner} (its log says why)`);
     }
+    return this.view(r.name);
+  }
+
+  /** A host KVP value for the guest: committed in the cluster state; the node that runs the VM sends it on. */
+  async setVmKvp(r: SetVmKvpRequest): Promise<Vm> {
+    await this.command({ type: "setVmKvp", atMs: Date.now(), vm: r.name, key: r.key, value: r.delete ? null : (r.value ?? "") });
     return this.view(r.name);
   }
 

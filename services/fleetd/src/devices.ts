@@ -225,6 +225,17 @@ export class NodeDevices {
     return this.leaving.size;
   }
 
+  /**
+   * Makes the host KVP values offered to `vm`'s guest equal `values` (the cluster state's): new and
+   * changed ones are sent, removed ones taken back. Nothing when its devices are not served here.
+   */
+  syncHostKvp(vm: string, values: Readonly<Record<string, string>>): void {
+    const kvp = this.attached.get(vm)?.kvp;
+    if (kvp === undefined) return;
+    for (const key of [...kvp.hostValues.keys()]) if (!(key in values)) kvp.delete(key);
+    for (const [key, value] of Object.entries(values)) if (kvp.hostValues.get(key) !== value) kvp.set(key, value);
+  }
+
   /** Heartbeat: one PING to every guest served here (the node calls it every second). */
   pingAll(nowMs: number): void {
     for (const a of this.attached.values()) a.heartbeat.ping(nowMs);

@@ -578,6 +578,7 @@ export class FleetdNode {
           this.runEpochs.set(vm.id, vm.epoch);
         }
         if (this.incoming.has(vm.id) || this.outgoing.has(vm.id) || this.busy.has(vm.id)) continue;
+        this.devices.syncHostKvp(vm.id, vm.hostKvp);
         this.busy.add(vm.id);
         void this.converge(vm, live).catch((e: unknown) => this.log.warn(`vm ${vm.id}: ${e instanceof Error ? e.message : String(e)}`))
           .finally(() => this.busy.delete(vm.id));

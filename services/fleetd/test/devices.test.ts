@@ -52,6 +52,11 @@ describe("devices", () => {
         });
         expect(seen.guestKvp["probe.boots"]).toBe("1");
       }
+      // a host value reaches the guest (the probe echoes probe.echo back as probe.echoed), through any node
+      const set = await api(other(vm.owner)).setVmKvp({ name: "probe", key: "probe.echo", value: "first" });
+      expect(set.hostKvp).toEqual({ "probe.echo": "first" });
+      await until("the guest echoing the host's value", 10_000, async () =>
+        ((await first.getVm({ name: "probe" })).guestKvp["probe.echoed"] === "first" ? true : undefined));
       expect(out.text()).toMatch(/vmbus-probe: offers 5/);
       expect(out.text()).not.toMatch(/CORRUPT|disk: error|no \w+ channel/);
       state.seen = Math.max(...records(out.text()));
@@ -87,6 +92,12 @@ describe("devices", () => {
         return x.guestHealth === "ok" ? x : undefined;
       });
       expect(v.owner).toBe(to.id);
+      // the new owner offers the host's values too, and sends a change on
+      expect(v.hostKvp).toEqual({ "probe.echo": "first" });
+      await api(from).setVmKvp({ name: "probe", key: "probe.echo", value: "after-the-move" });
+      await until("the guest echoing the changed value on its new node", 10_000, async () =>
+        ((await api(to).getVm({ name: "probe" })).guestKvp["probe.echoed"] === "after-the-move" ? true : undefined));
+      expect((await api(to).setVmKvp({ name: "probe", key: "probe.echo", delete: true })).hostKvp).toEqual({});
       state.seen = Math.max(...records(destination.text()));
     } finally {
       await destination.stop();

@@ -25,7 +25,7 @@ import type {
   DeleteVmRequest, DeleteVmResponse, DrainNodeRequest, GetMigrationRequest, GetVmRequest, ListMigrationsRequest, ListMigrationsResponse,
   ListNodesRequest, ListNodesResponse, ListVmsRequest, ListVmsResponse, Member, MembersRequest, MembersResponse, MigrateRequest,
   MigrateResponse, Migration, MigrationUpdate, Node, PauseVmRequest, PromoteMemberRequest, RemoveMemberRequest, RemoveMemberResponse,
-  RestoreVmRequest, ResumeNodeRequest, ResumeVmRequest, SaveVmRequest, SaveVmResponse, StartVmRequest, StopVmRequest, Vm, VmEvent,
+  RestoreVmRequest, ResumeNodeRequest, ResumeVmRequest, SaveVmRequest, SaveVmResponse, SetVmKvpRequest, StartVmRequest, StopVmRequest, Vm, VmEvent,
   WatchEventsRequest, WatchMigrationRequest,
 } from "../types.js";
 import { AUTHORIZATION_METADATA_KEY } from "./server.js";
@@ -83,6 +83,7 @@ export type RequestInput<T, K extends keyof T> = Pick<T, K> & Partial<Omit<T, K>
 
 export type CreateVmInput = RequestInput<CreateVmRequest, "name" | "memoryBytes" | "vcpus" | "image">;
 export type StopVmInput = RequestInput<StopVmRequest, "name">;
+export type SetVmKvpInput = RequestInput<SetVmKvpRequest, "name" | "key">;
 export type DeleteVmInput = RequestInput<DeleteVmRequest, "name">;
 export type MigrateInput = RequestInput<MigrateRequest, "vm">;
 export type AddMemberInput = RequestInput<AddMemberRequest, "id" | "raftAddress">;
@@ -165,6 +166,9 @@ export class ApiClient implements ForwardTarget {
   }
   restoreVm(request: RestoreVmRequest, options?: CallOptions): Promise<Vm> {
     return this.unary("restoreVm", request, options);
+  }
+  setVmKvp(request: SetVmKvpInput, options?: CallOptions): Promise<Vm> {
+    return this.unary("setVmKvp", request, options);
   }
   deleteVm(request: DeleteVmInput, options?: CallOptions): Promise<DeleteVmResponse> {
     return this.unary("deleteVm", request, options);

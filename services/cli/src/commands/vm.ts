@@ -118,6 +118,7 @@ export function vmDetails(vm: Vm, nowMs: number): string {
     ["NICs", vm.spec.nicMacs.length === 0 ? "none" : vm.spec.nicMacs.map((m, i) => `nic${i} ${m}`).join(", ")],
     ["Guest health", vm.guestHealth === "" ? "unknown" : vm.guestHealth],
     ["Guest KVP", Object.keys(vm.guestKvp).sort().map((k) => `${k}=${vm.guestKvp[k]!}`).join(" ")],
+    ["Host KVP", Object.keys(vm.hostKvp).sort().map((k) => `${k}=${vm.hostKvp[k]!}`).join(" ")],
     ["Migration", vm.migrationId],
     ["Saved state", vm.savedState],
     ["Created", `${new Date(vm.createdAtMs).toISOString()} (${formatDuration(nowMs - vm.createdAtMs)} ago)`],
@@ -232,6 +233,19 @@ export function registerVmCommands(parent: Command): void {
           timeoutMs === 0 ? {} : { timeoutMs: timeoutMs + STOP_CALL_MARGIN_MS },
         );
         report(options, "stopped", stopped);
+      }),
+    );
+
+  withCommonOptions(vm.command("kvp").argument("<name>", "the VM").argument("<key=value|key>", "the value to set, or with --delete the key"))
+    .description("offer the guest a value through the KVP integration service (kept by the cluster; the guest reads it wherever it runs)")
+    .option("--delete", "take the key back instead")
+    .action((name: string, entry: string, options: CommonOptions & { delete?: boolean }) =>
+      runOperatorCommand(options, async (cluster) => {
+        const eq = entry.indexOf("=");
+        if (options.delete === true && eq >= 0) throw new UsageError("--delete takes a key, not key=value");
+        if (options.delete !== true && eq <= 0) throw new UsageError(`expected key=value, got ${JSON.stringify(entry)}`);
+        const request = options.delete === true ? { name, key: entry, delete: true } : { name, key: entry.slice(0, eq), value: entry.slice(eq + 1) };
+        report(options, options.delete === true ? `took ${entry} back from` : `set ${request.key} for`, await cluster.call((c, o) => c.setVmKvp(request, o)));
       }),
     );
 
