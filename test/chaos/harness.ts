@@ -8,6 +8,7 @@
  */
 import type { ApiClient, MigrationUpdate, Vm } from "../../packages/api/src/index.js";
 import { checkAccepted, checkDisk, checkNoOverlap, closestHandoverMs, parseDiskView, runIntervals, type DiskView, type Violation, type VmView } from "./checker.js";
+import { httpStatus } from "../../services/fleetd/src/local-cluster.js";
 import { ChaosCluster, sleep } from "./cluster.js";
 
 const MIB = 2 ** 20;
@@ -186,6 +187,10 @@ export class ChaosHarness {
     this.unsettled = "nothing answered";
     const found = await poll(timeoutMs, async () => {
       for (const n of this.cluster.nodes) if (!this.cluster.alive(n.id)) return this.notYet(`${n.id} is down`);
+      // healthy: it knows a leader and reaches nats-server again (after an outage it reconnects)
+      for (const n of this.cluster.nodes) {
+        if ((await httpStatus(n.httpAddress, "/healthz").catch(() => 0)) !== 200) return this.notYet(`${n.id} is not healthy`);
+      }
       const api = await this.anyApi();
       const nodes = (await api.listNodes()).nodes;
       const bad = nodes.filter((n) => n.state !== "NODE_STATE_ACTIVE" || !n.leaseLive);

@@ -43,6 +43,8 @@ import { RunRecorder, runRecordsPath } from "./run-records.js";
 
 export const RECONCILE_MS = 200;
 const NATS_REQUEST_TIMEOUT_MS = 5_000;
+/** Between attempts to reach nats-server again after the connection dropped (plus up to half as much jitter). */
+const NATS_RECONNECT_WAIT_MS = 250;
 const FINISHED_MIGRATIONS_KEPT = 100;
 const COMMIT_CHECKS_MAX = 50;
 const FAILED_STARTS_KEPT = 10_000;
@@ -156,6 +158,8 @@ export class FleetdNode {
   private readonly sending = new Set<number>();
   private readonly watchers = new Map<string, Set<(u: MigrationUpdate) => void>>();
   private lastRenewMs = 0;
+  /** Whether the NATS connection is up (false from a disconnect until the client reconnected). */
+  private natsConnected = true;
   /** Leader only: the HA decisions (failover, drains, rebalance) and their memory (see `leader()`). */
   private leaderController: LeaderController | undefined;
   private drainBusy = false;
@@ -244,7 +248,18 @@ export class FleetdNode {
   }
 
   private async startServices(): Promise<void> {
-    this.nc = await connect({ servers: this.config.natsUrl, name: `fleetd-${this.id}`, token: this.config.natsToken });
+    // A node keeps trying to reach nats-server for as long as it runs (the default gives up after ten
+    // tries), and soon: node-to-node requests and leases of followers go through it.
+    this.nc = await connect({
+      servers: this.config.natsUrl, name: `fleetd-${this.id}`, token: this.config.natsToken,
+      maxReconnectAttempts: -1, reconnectTimeWait: NATS_RECONNECT_WAIT_MS, reconnectJitter: NATS_RECONNECT_WAIT_MS / 2,
+    });
+    void (async () => {
+      for await (const s of this.nc.status()) {
+        if (s.type === "disconnect") this.natsConnected = false;
+        else if (s.type === "reconnect") this.natsConnected = true;
+      }
+    })().catch(() => undefined);
     const fabric = new NatsFabric(this.nc);
     this.devices.useSwitch({ fabric, portPrefix: `${this.id}.${randomBytes(4).toString("hex")}` });
     this.gateways = new NodeGateways(fabric, (vm) => this.state.getVm(vm)?.spec.nics[0]?.mac, this.log);
@@ -466,8 +481,9 @@ export class FleetdNode {
     return answer;
   }
 
+  /** /healthz: a leader is known, this node is registered, and it reaches nats-server. */
   healthy(): boolean {
-    return this.raft.leader() !== null && this.state.getNode(this.id) !== null;
+    return this.raft.leader() !== null && this.state.getNode(this.id) !== null && this.natsConnected;
   }
 
   private leaderClient(): ForwardTarget | undefined {
