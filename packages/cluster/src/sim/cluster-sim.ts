@@ -35,7 +35,7 @@
  * applied index); after the faults heal, every accepted VM must settle to running on its owner (or
  * pending with a reason) within a time budget.
  */
-import { EntryType, NONE, ProposalDroppedError, RawNode, Role, SeededRng } from "@hyperfleet/raft";
+import { EntryType, NONE, ProposalDroppedError, RawNode, Role, SeededRng, sim } from "@hyperfleet/raft";
 import type { Entry, Message, Ready } from "@hyperfleet/raft";
 import { encodeCommand } from "../commands.js";
 import type { ClusterCommand } from "../commands.js";
@@ -44,7 +44,6 @@ import { ClusterState } from "../state.js";
 import type { ClusterResult } from "../state.js";
 import type { VmDesiredState, VmPriority } from "../types.js";
 import { SimLogStorage } from "./log-storage.js";
-import { EventQueue } from "./queue.js";
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -432,7 +431,8 @@ function applyEntry(replica: Replica, entry: Entry): ClusterResult | null {
 export class ClusterSim {
   readonly options: ClusterSimOptions;
   private readonly rng: SeededRng;
-  private readonly q = new EventQueue();
+  /** Simulated time and every pending event (the Raft simulator's clock). */
+  private readonly q = new sim.SimClock(2_000_000);
   private readonly trace = new TraceHash();
   private readonly members: Member[] = [];
   private readonly hosts = new Map<string, Host>();
@@ -520,7 +520,7 @@ export class ClusterSim {
     if (m.flushScheduled) return;
     m.flushScheduled = true;
     const life = m.life;
-    this.q.at(0, () => {
+    this.q.setTimer(0, () => {
       m.flushScheduled = false;
       if (m.up && m.life === life) this.processReady(m);
     });
@@ -624,7 +624,7 @@ export class ClusterSim {
     }
     const to = this.members[Number(msg.to.slice(1)) - 1];
     if (to === undefined) throw new ClusterSimError(`${from.id} sent a message to the unknown member ${msg.to}`);
-    this.q.at(this.delay(), () => {
+    this.q.setTimer(this.delay(), () => {
       if (!to.up || to.node === null || to.partitioned || from.partitioned) return;
       to.node.step(msg);
       this.scheduleFlush(to);
@@ -637,7 +637,7 @@ export class ClusterSim {
       m.node.tick();
       this.processReady(m);
     }
-    this.q.at(this.options.raftTickMs, () => this.raftTicker());
+    this.q.setTimer(this.options.raftTickMs, () => this.raftTicker());
   }
 
   /**
@@ -707,7 +707,7 @@ export class ClusterSim {
     const m = this.members[from.leaderGuess]!;
     if (from.partitioned || this.lost()) return;
     const life = from.life;
-    this.q.at(this.delay(), () => {
+    this.q.setTimer(this.delay(), () => {
       if (!m.up || m.partitioned || from.partitioned) return;
       this.handleRequest(m, request, from, life, hops);
     });
@@ -716,7 +716,7 @@ export class ClusterSim {
   private toHost(m: Member, host: Host, message: HostMessage): void {
     if (m.partitioned || host.partitioned || this.lost()) return;
     const life = host.life;
-    this.q.at(this.delay(), () => {
+    this.q.setTimer(this.delay(), () => {
       if (!host.up || host.life !== life || host.partitioned || m.partitioned) return;
       host.unansweredSinceMs = null;
       this.handleHostMessage(host, message);
@@ -818,7 +818,7 @@ export class ClusterSim {
     for (const m of this.members) {
       if (this.isLeader(m) && m.controller !== null && m.controllerPending === 0) this.leaderTick(m, m.controller);
     }
-    this.q.at(this.options.leaderTickMs, () => this.leaderTicker());
+    this.q.setTimer(this.options.leaderTickMs, () => this.leaderTicker());
   }
 
   /** One round of the leader's HA decisions over its own state; results are acted on once applied. */
@@ -1002,7 +1002,7 @@ export class ClusterSim {
       host.outgoing.set(message.vm, { epoch: message.epoch, migrationId: message.migrationId, to: message.to });
       const life = host.life;
       // Pre-copy while it runs, then stop-and-copy and ask for the transfer.
-      this.q.at(200 + this.rng.int(1500), () => {
+      this.q.setTimer(200 + this.rng.int(1500), () => {
         if (!host.up || host.life !== life) return;
         const out = host.outgoing.get(message.vm);
         if (out === undefined || out.migrationId !== message.migrationId) return;
@@ -1057,7 +1057,7 @@ export class ClusterSim {
     host.reportedMs.clear();
     this.stats.crashes++;
     this.note(`crash ${host.id} for ${downMs} ms`);
-    this.q.at(downMs, () => this.restart(host));
+    this.q.setTimer(downMs, () => this.restart(host));
   }
 
   private restart(host: Host): void {
@@ -1073,7 +1073,7 @@ export class ClusterSim {
     host.partitioned = true;
     this.stats.partitions++;
     this.note(`partition ${host.id} from the managers for ${cutMs} ms`);
-    this.q.at(cutMs, () => {
+    this.q.setTimer(cutMs, () => {
       host.partitioned = false;
       this.note(`heal ${host.id}`);
     });
@@ -1083,7 +1083,7 @@ export class ClusterSim {
   private operator(command: () => ClusterCommand, done: (result: ClusterResult) => void, attempt = 0): void {
     const m = this.leader();
     if (m !== null && this.propose(m, command(), done)) return;
-    if (attempt + 1 < OPERATOR_ATTEMPTS_MAX) this.q.at(1000, () => this.operator(command, done, attempt + 1));
+    if (attempt + 1 < OPERATOR_ATTEMPTS_MAX) this.q.setTimer(1000, () => this.operator(command, done, attempt + 1));
   }
 
   private drain(host: Host, resumeAfterMs: number | null): void {
@@ -1091,7 +1091,7 @@ export class ClusterSim {
       if (!result.ok) return;
       this.stats.drains++;
       this.note(`drain ${host.id}${resumeAfterMs === null ? "" : `, resume after ${resumeAfterMs} ms`}`);
-      if (resumeAfterMs !== null) this.q.at(resumeAfterMs, () => this.resume(host));
+      if (resumeAfterMs !== null) this.q.setTimer(resumeAfterMs, () => this.resume(host));
     });
   }
 
@@ -1117,7 +1117,7 @@ export class ClusterSim {
     m.replica = new Replica();
     this.stats.managerCrashes++;
     this.note(`crash member ${m.id} for ${downMs} ms`);
-    this.q.at(downMs, () => this.restartMember(m));
+    this.q.setTimer(downMs, () => this.restartMember(m));
   }
 
   private restartMember(m: Member): void {
@@ -1132,7 +1132,7 @@ export class ClusterSim {
     m.partitioned = true;
     this.stats.managerPartitions++;
     this.note(`partition member ${m.id} from everyone for ${cutMs} ms`);
-    this.q.at(cutMs, () => {
+    this.q.setTimer(cutMs, () => {
       if (!m.partitioned) return;
       m.partitioned = false;
       this.note(`heal member ${m.id}`);
@@ -1167,31 +1167,31 @@ export class ClusterSim {
       const host = this.hosts.get(pick(rng, ids))!;
       // Short crashes come back within the lease (nothing moves), long ones are failed over.
       const downMs = rng.chance(1, 3) ? 500 + rng.int(Math.max(1, Math.floor(o.leaseMs / 2))) : o.leaseMs + rng.int(3 * o.leaseMs);
-      this.q.at(at(), () => this.crash(host, downMs));
+      this.q.setTimer(at(), () => this.crash(host, downMs));
     }
     for (let i = 0; i < partitions; i++) {
       const host = this.hosts.get(pick(rng, ids))!;
       const cutMs = rng.chance(1, 3) ? 500 + rng.int(Math.max(1, Math.floor(o.leaseMs / 2))) : o.leaseMs + rng.int(3 * o.leaseMs);
-      this.q.at(at(), () => this.partition(host, cutMs));
+      this.q.setTimer(at(), () => this.partition(host, cutMs));
     }
     for (let i = 0; i < drains; i++) {
       const host = this.hosts.get(pick(rng, ids))!;
       const resumeMs = rng.chance(1, 2) ? 10_000 + rng.int(30_000) : null;
-      this.q.at(at(), () => this.drain(host, resumeMs));
+      this.q.setTimer(at(), () => this.drain(host, resumeMs));
     }
     // Manager faults: most hit the member leading at the time; some last longer than a lease.
     for (let i = 0; i < managerCrashes; i++) {
       const target = rng.chance(2, 3) ? -1 : rng.int(this.members.length);
       const downMs = 1000 + rng.int(rng.chance(1, 4) ? 2 * o.leaseMs : o.leaseMs / 2);
-      this.q.at(at(), () => this.crashMember(this.faultTarget(target), downMs));
+      this.q.setTimer(at(), () => this.crashMember(this.faultTarget(target), downMs));
     }
     for (let i = 0; i < managerPartitions; i++) {
       const target = rng.chance(2, 3) ? -1 : rng.int(this.members.length);
       const cutMs = 1000 + rng.int(rng.chance(1, 4) ? 2 * o.leaseMs : o.leaseMs / 2);
-      this.q.at(at(), () => this.partitionMember(this.faultTarget(target), cutMs));
+      this.q.setTimer(at(), () => this.partitionMember(this.faultTarget(target), cutMs));
     }
     if (o.leaderCrashAtMs !== null) {
-      this.q.at(o.leaderCrashAtMs, () => {
+      this.q.setTimer(o.leaderCrashAtMs, () => {
         const m = this.leader();
         if (m === null) this.note("forced leader crash: no member leads");
         else this.crashMember(m, o.leaderCrashDownMs);
@@ -1311,21 +1311,21 @@ export class ClusterSim {
       if (vm.type === "createVm" && first.getVm(vm.vm) === null) this.note(`createVm ${vm.vm} refused`);
     }
     for (const host of this.hosts.values()) {
-      this.q.at(rng.int(o.hostTickMs), () => this.hostTicker(host));
+      this.q.setTimer(rng.int(o.hostTickMs), () => this.hostTicker(host));
     }
-    this.q.at(rng.int(o.raftTickMs), () => this.raftTicker());
-    this.q.at(0, () => this.leaderTicker());
-    this.q.at(o.checkEveryMs, () => this.checker());
+    this.q.setTimer(rng.int(o.raftTickMs), () => this.raftTicker());
+    this.q.setTimer(0, () => this.leaderTicker());
+    this.q.setTimer(o.checkEveryMs, () => this.checker());
   }
 
   private hostTicker(host: Host): void {
     this.hostTick(host);
-    this.q.at(this.options.hostTickMs, () => this.hostTicker(host));
+    this.q.setTimer(this.options.hostTickMs, () => this.hostTicker(host));
   }
 
   private checker(): void {
     this.check();
-    this.q.at(this.options.checkEveryMs, () => this.checker());
+    this.q.setTimer(this.options.checkEveryMs, () => this.checker());
   }
 
   /** Runs the whole simulation once: setup, faulty phase, heal, settle, final checks. */
