@@ -78,6 +78,8 @@ export class NetworkVsp implements Vsp {
   private seq = 0;
   /** The VM runs elsewhere now: this port holds what arrives until the new port announces itself. */
   private leaving: (() => void) | undefined;
+  /** Another port announced itself for this MAC while this one was suspended (the VM's next home). */
+  private announcedWhileSuspended = false;
 
   /** `senderId`: unique to this port among all nodes (it prefixes the ids of the frames it sends). */
   constructor(
@@ -111,6 +113,7 @@ export class NetworkVsp implements Vsp {
   /** Delivers again (the migration failed; the VM runs on here). */
   resume(): void {
     this.delivering = true;
+    this.announcedWhileSuspended = false;
     this.flush();
   }
 
@@ -133,6 +136,8 @@ export class NetworkVsp implements Vsp {
     this.channel = undefined;
     this.listen();
     this.leaving = handedOver ?? (() => undefined);
+    // the new port may have announced itself before this one knew the move was done
+    if (this.announcedWhileSuspended) this.handOver();
   }
 
   /**
@@ -142,6 +147,7 @@ export class NetworkVsp implements Vsp {
   handOver(): void {
     const handedOver = this.leaving;
     this.leaving = undefined;
+    this.announcedWhileSuspended = false;
     this.stopListening?.();
     this.stopListening = undefined;
     this.channel = undefined;
@@ -176,7 +182,9 @@ export class NetworkVsp implements Vsp {
   private arrive(f: FabricFrame): void {
     if (f.frame.length === 0) {
       // a port's announcement: the new home of the VM this port served listens now
-      if (this.leaving !== undefined && f.id !== this.senderId) this.handOver();
+      if (f.id === this.senderId) return;
+      if (this.leaving !== undefined) this.handOver();
+      else if (!this.delivering) this.announcedWhileSuspended = true;
       return;
     }
     if (this.recent.has(f.id)) {

@@ -124,6 +124,33 @@ describe("network - a NIC's port on the switch", () => {
     expect(afterEnd.got).toHaveLength(3); // announcements never reach a guest
   });
 
+  it("a new port that announced itself before the old one left: the old one hands over as it leaves, not after a wait", () => {
+    const fabric = new MemoryFabric();
+    const before = new NetworkVsp(VM, fabric, "a");
+    before.open(guestEnd());
+    before.suspend(); // the VM is frozen for the switchover
+    fabric.publish(VM, { id: "p-1", frame: frame(VM, PEER, "1") }); // held on the source
+    const after = new NetworkVsp(VM, fabric, "b");
+    const afterEnd = guestEnd();
+    after.open(afterEnd);
+    after.announce(); // heard by the source while it is still only suspended
+    expect(afterEnd.got).toEqual([]);
+    let handed = 0;
+    before.leave(() => handed++);
+    expect(handed).toBe(1);
+    expect(afterEnd.got.map(body)).toEqual(["1"]);
+    // a migration that failed instead: the source resumes, and a later announcement is not taken as the hand-over's
+    const c = new NetworkVsp(VM, fabric, "c");
+    c.open(guestEnd());
+    c.suspend();
+    new NetworkVsp(VM, fabric, "d").announce();
+    c.resume();
+    let cHanded = 0;
+    c.suspend();
+    c.leave(() => cHanded++);
+    expect(cHanded).toBe(0);
+  });
+
   it("fabric messages carry the frame's id; a message shorter than its id is refused", () => {
     const f = { id: "node-7-42", frame: frame(VM, PEER, "x") };
     expect(decodeFabricFrame(encodeFabricFrame(f))).toEqual(f);
