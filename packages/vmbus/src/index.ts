@@ -1,5 +1,7 @@
 export { DiskImage, DiskImageError, diskImageCrc32, DISK_FORMAT_VERSION_MAJOR, DISK_FORMAT_VERSION_MINOR, DISK_SECTOR_SIZE_BYTES, DEFAULT_DISK_BLOCK_SIZE_BYTES, MIN_DISK_BLOCK_SIZE_BYTES, MAX_DISK_BLOCK_SIZE_BYTES, MAX_DISK_BLOCK_COUNT } from "./disk-image.js";
 export type { CreateDiskImageOptions, OpenDiskImageOptions, DiskImageInfo, DiskImageErrorKind } from "./disk-image.js";
+export { VmDeviceSet } from "./device-set.js";
+export type { VmDeviceSetOptions } from "./device-set.js";
 export { HeartbeatVsp, IntegrationError, IntegrationServices, KvpOp, KvpVsp, ShutdownVsp, TimeSyncVsp } from "./integration.js";
 export type { GuestHealth } from "./integration.js";
 export { buildOffers, FIRST_DISK_CHANNEL, FIRST_NIC_CHANNEL, MAX_DISKS, MAX_NICS } from "./offers.js";

@@ -1,8 +1,8 @@
 /** A VM running the vmbus-probe guest with its VMBus served by the root, as a node does. */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ChannelType, type ChildPartition, type Offer, type RootPartition } from "@hyperfleet/hypervisor";
-import { IntegrationServices, NetworkVsp, nicMac, StorageVsp, VmBus, type DiskImage, type SwitchFabric, type Vsp } from "../src/index.js";
+import type { ChildPartition, Offer, RootPartition } from "@hyperfleet/hypervisor";
+import { VmDeviceSet, type DiskImage, type SwitchFabric } from "../src/index.js";
 
 export const MiB = 1024 * 1024;
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -15,38 +15,16 @@ export function guestElf(name: string): Uint8Array {
   return readFileSync(path);
 }
 
-/** The root's providers for one VM, and its VmBus. */
-export class Served {
-  private readonly ics = new IntegrationServices(() => Date.now());
-  readonly heartbeat = this.ics.heartbeat;
-  readonly shutdown = this.ics.shutdown;
-  readonly timeSync = this.ics.timeSync;
-  readonly kvp = this.ics.kvp;
-  readonly storage: StorageVsp[];
-  readonly nics: NetworkVsp[];
-  readonly bus: VmBus;
-  readonly errors: string[] = [];
+/** The root's providers for one VM and its VmBus, serving from construction; provider failures are collected. */
+export class Served extends VmDeviceSet {
+  readonly errors: string[];
 
   /** `network`: the switch fabric for the VM's NICs, and this node's unique sender id on it. */
-  constructor(child: ChildPartition, offers: readonly Offer[], readonly disks: DiskImage[], network?: { fabric: SwitchFabric; senderId: string }) {
-    this.storage = disks.map((d) => new StorageVsp(d, (e) => this.errors.push(e.message)));
-    this.nics = network === undefined ? [] : offers.filter((o) => o.type === ChannelType.Network).map((o) => new NetworkVsp(nicMac(o.param), network.fabric, `${network.senderId}-${o.instance}`));
-    for (const n of this.nics) n.listen();
-    const provider = (o: Offer): Vsp | undefined => {
-      switch (o.type) {
-        case ChannelType.Storage: return this.storage[o.instance];
-        case ChannelType.Network: return this.nics[o.instance];
-      }
-      return this.ics.provider(o);
-    };
-    this.bus = new VmBus(child.worker!, offers, { provider, onError: (o, e) => this.errors.push(`channel ${o.channel}: ${e.message}`) });
-    this.bus.attach();
-  }
-
-  /** Stops serving the VM here (its NICs stop listening; frames waiting for it are dropped). */
-  close(): void {
-    this.bus.close();
-    for (const n of this.nics) n.shutdown();
+  constructor(child: ChildPartition, offers: readonly Offer[], disks: DiskImage[], network?: { fabric: SwitchFabric; senderId: string }) {
+    const errors: string[] = [];
+    super(child.worker!, offers, { disks, ...(network !== undefined ? { network } : {}), unixMs: () => Date.now(), onError: (where, e) => errors.push(`${where}: ${e.message}`) });
+    this.errors = errors;
+    this.attach();
   }
 
   /** The VM runs elsewhere now: stop serving it, and hand the frames that waited here to the fabric. */

@@ -17,10 +17,8 @@
 import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { VmSpec } from "@hyperfleet/cluster";
-import { ChannelType, type ChildPartition, type Offer } from "@hyperfleet/hypervisor";
-import {
-  buildOffers, DiskImage, DiskImageError, IntegrationServices, NetworkVsp, StorageVsp, VmBus, type GuestHealth, type SwitchFabric, type Vsp,
-} from "@hyperfleet/vmbus";
+import type { ChildPartition, Offer } from "@hyperfleet/hypervisor";
+import { buildOffers, DiskImage, DiskImageError, VmDeviceSet, type GuestHealth, type NetworkVsp, type SwitchFabric, type VmBus } from "@hyperfleet/vmbus";
 import type { FleetdLogger } from "./node.js";
 
 /** A VM's devices could not be set up (no storage directory, a disk that cannot be opened). */
@@ -56,16 +54,7 @@ export interface NodeSwitch {
 }
 
 /** The devices of one VM running here. */
-class Attached {
-  private readonly ics = new IntegrationServices(() => Date.now());
-  readonly heartbeat = this.ics.heartbeat;
-  readonly shutdown = this.ics.shutdown;
-  readonly timeSync = this.ics.timeSync;
-  readonly kvp = this.ics.kvp;
-  readonly storage: StorageVsp[];
-  readonly nics: NetworkVsp[];
-  readonly bus: VmBus;
-
+class Attached extends VmDeviceSet {
   constructor(
     readonly vm: string,
     readonly child: ChildPartition,
@@ -75,12 +64,13 @@ class Attached {
     generation: number,
     log: FleetdLogger,
   ) {
-    this.storage = disks.map((d, i) => new StorageVsp(d, (e) => log.warn(`vm ${vm} disk${i}: ${e.message}`)));
     if (spec.nics.length > 0 && net === null) throw new DeviceError(`vm ${vm} has NICs but this node has no switch (no NATS connection yet)`);
-    this.nics = spec.nics.map((n, i) => new NetworkVsp(n.mac, net!.fabric, `${net!.portPrefix}.${vm}.${generation}.${i}`));
-    const provider = (o: Offer): Vsp | undefined =>
-      o.type === ChannelType.Storage ? this.storage[o.instance] : o.type === ChannelType.Network ? this.nics[o.instance] : this.ics.provider(o);
-    this.bus = new VmBus(child.worker!, offersFor(spec), { provider, onError: (o, e) => log.warn(`vm ${vm} channel ${o.channel}: ${e.message}`) });
+    super(child.worker!, offersFor(spec), {
+      disks,
+      ...(net !== null ? { network: { fabric: net.fabric, senderId: `${net.portPrefix}.${vm}.${generation}` } } : {}),
+      unixMs: () => Date.now(),
+      onError: (where, e) => log.warn(`vm ${vm} ${where}: ${e.message}`),
+    });
   }
 }
 
@@ -169,13 +159,7 @@ export class NodeDevices {
       throw e;
     }
     this.attached.set(vm, a);
-    // the VM's ports listen before the guest is served, then tell the port it left behind (if it
-    // moved here) to hand over what it held
-    for (const nic of a.nics) {
-      nic.listen();
-      nic.announce();
-    }
-    a.bus.attach();
+    a.attach();
   }
 
   /** The VMBus of a VM running here (a migration's source suspends it before the stop-and-copy). */
