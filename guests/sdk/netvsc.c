@@ -58,14 +58,24 @@ static int frame_len_ok(uint32_t len)
     return len >= HF_NET_HEADER_BYTES && len <= HF_NET_FRAME_MAX;
 }
 
-int hf_netvsc_send2(struct hf_netvsc *n, const void *head, uint32_t head_len,
-                    const void *data, uint32_t data_len)
+/* 0 when head + data make one frame the NIC may send, else the error. */
+static int frame_check(const struct hf_netvsc *n, uint32_t head_len,
+                       uint32_t data_len)
 {
     if (!n->ch.open)
         return HF_VMBUS_ENOCHANNEL;
     if (head_len > HF_NET_FRAME_MAX || data_len > HF_NET_FRAME_MAX ||
         !frame_len_ok(head_len + data_len))
         return HF_VMBUS_ETOOBIG;
+    return 0;
+}
+
+int hf_netvsc_send2(struct hf_netvsc *n, const void *head, uint32_t head_len,
+                    const void *data, uint32_t data_len)
+{
+    int rc = frame_check(n, head_len, data_len);
+    if (rc)
+        return rc;
     /* txid: the host ignores it for frames; a counter helps reading traces */
     return hf_vmbus_send(&n->ch, HF_NET_FRAME, n->next_txid++, head, head_len,
                          data, data_len);
@@ -80,17 +90,11 @@ int hf_netvsc_send2_wait(struct hf_netvsc *n, const void *head,
                          uint32_t head_len, const void *data,
                          uint32_t data_len, uint64_t until)
 {
-    for (;;) {
-        int rc = hf_netvsc_send2(n, head, head_len, data, data_len);
-        if (rc != HF_VMBUS_EFULL)
-            return rc;
-        uint64_t now = hf_mtime();
-        if (now >= until)
-            return HF_VMBUS_ETIMEDOUT;
-        /* the host need not announce room: look again every ~1 ms */
-        uint64_t wake = now + HF_MTIME_HZ / 1000u;
-        hf_vmbus_wait_for(1u << n->ch.id, wake < until ? wake : until);
-    }
+    int rc = frame_check(n, head_len, data_len);
+    if (rc)
+        return rc;
+    return hf_vmbus_send_wait(&n->ch, HF_NET_FRAME, n->next_txid++, head,
+                              head_len, data, data_len, until);
 }
 
 int hf_netvsc_send_wait(struct hf_netvsc *n, const void *frame, uint32_t len,

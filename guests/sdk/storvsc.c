@@ -116,20 +116,21 @@ static int check_io(const struct hf_storvsc *d, uint64_t offset, uint32_t len)
     return 0;
 }
 
-int hf_storvsc_read(struct hf_storvsc *d, uint64_t offset, void *buf,
-                    uint32_t len)
+/* READ (into `out`) or WRITE (from `in`) of `len` bytes, in requests of at
+ * most max_io; the other buffer is NULL. */
+static int transfer(struct hf_storvsc *d, uint16_t op, uint64_t offset,
+                    const uint8_t *in, uint8_t *out, uint32_t len)
 {
     int rc = check_io(d, offset, len);
     if (rc)
         return rc;
-    uint8_t *p = buf;
     while (len) {
         uint32_t n = len < d->max_io ? len : d->max_io;
         uint8_t head[12], st[4];
         struct hf_packet rep;
         io_head(head, offset, n);
-        rc = transact(d, HF_STORAGE_READ, head, sizeof(head), NULL, 0, &rep,
-                      st, sizeof(st), p, n);
+        rc = transact(d, op, head, sizeof(head), in, in ? n : 0, &rep, st,
+                      sizeof(st), out, out ? n : 0);
         if (rc)
             return rc;
         if (rep.length < 4)
@@ -137,41 +138,28 @@ int hf_storvsc_read(struct hf_storvsc *d, uint64_t offset, void *buf,
         int32_t status = (int32_t)hf_get_le32(st);
         if (status)
             return status;
-        if (rep.length != 4u + n)
+        if (out && rep.length != 4u + n)
             return HF_VMBUS_EPROTO;
-        p += n;
+        if (in)
+            in += n;
+        if (out)
+            out += n;
         offset += n;
         len -= n;
     }
     return 0;
 }
 
+int hf_storvsc_read(struct hf_storvsc *d, uint64_t offset, void *buf,
+                    uint32_t len)
+{
+    return transfer(d, HF_STORAGE_READ, offset, NULL, buf, len);
+}
+
 int hf_storvsc_write(struct hf_storvsc *d, uint64_t offset, const void *buf,
                      uint32_t len)
 {
-    int rc = check_io(d, offset, len);
-    if (rc)
-        return rc;
-    const uint8_t *p = buf;
-    while (len) {
-        uint32_t n = len < d->max_io ? len : d->max_io;
-        uint8_t head[12], st[4];
-        struct hf_packet rep;
-        io_head(head, offset, n);
-        rc = transact(d, HF_STORAGE_WRITE, head, sizeof(head), p, n, &rep, st,
-                      sizeof(st), NULL, 0);
-        if (rc)
-            return rc;
-        if (rep.length < 4)
-            return HF_VMBUS_EPROTO;
-        int32_t status = (int32_t)hf_get_le32(st);
-        if (status)
-            return status;
-        p += n;
-        offset += n;
-        len -= n;
-    }
-    return 0;
+    return transfer(d, HF_STORAGE_WRITE, offset, buf, NULL, len);
 }
 
 int hf_storvsc_flush(struct hf_storvsc *d)
