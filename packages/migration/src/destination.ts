@@ -6,19 +6,19 @@
  *   Handshake --Config, admitted--> Receiving (pages written straight into the new partition's frames,
  *       |                                    from every page stream opened at Start; the VM worker
  *       |                                    starts beside them, then Standby is sent)
- *       | refused (no memory, name taken...)     | State (once every stream delivered the batches it counts)
- *       v                                        v
- *     Failed <--Abandon / bad frame / link---- Prepared (VM worker restored, paused; nothing runs yet)
- *       (the new partition is destroyed:         | Complete (the source passed the commit point), or
- *        nothing ran here)                       | the source lost and `confirmCommit()` says it committed
- *                                                v
- *                                             Running (vCPUs resumed at once, then Resumed sent
- *                                                      with this side's times for the downtime figure;
- *                                                      a VM paused before the move stays paused)
+ *       | refused (no memory, name taken...)     | State (once every stream delivered the batches it
+ *       v                                        v        counts, the state is restored, paused)
+ *     Failed <--Abandon / bad frame / link---- Committing: `commit()` (the cluster's transfer entry;
+ *       (the new partition is destroyed:         |          at once when none is given)
+ *        nothing ran here; Abandon tells the     | committed
+ *        source unless the commit's outcome      v
+ *        stayed unknown)                      Running (vCPUs resumed at once, then Resumed sent with
+ *                                                      this side's times for the downtime figure; a
+ *                                                      VM paused before the move stays paused)
  *
  * Before the commit point the destination never runs a vCPU, so a failure anywhere leaves the VM only
- * on the source. After it, the VM is this side's to run — also when the source died between the
- * commit and Complete (then the cluster's record of the commit, not a message, says so).
+ * on the source. After it, the VM is this side's to run, whatever becomes of the source or the link:
+ * the source, not hearing Resumed, asks the commit's record before it would run the VM again.
  */
 import { Ept, GuestMemory, MemoryMap, PAGE_SIZE, type ChildPartition, type RootPartition } from "@hyperfleet/hypervisor";
 import { applyBatch, decodeBatch } from "./codec/index.js";
@@ -65,7 +65,7 @@ function parseState(payload: Uint8Array): { counts: number[]; state: Uint8Array 
 export class MigrationDestination {
   private readonly writer: FrameWriter;
   private readonly reader: FrameReader;
-  private state: "handshake" | "receiving" | "prepared" | "running" | "failed" = "handshake";
+  private state: "handshake" | "receiving" | "committing" | "running" | "failed" = "handshake";
   private config: ConfigMessage | undefined;
   private child: ChildPartition | undefined;
   private ept: Ept | undefined;
@@ -88,13 +88,10 @@ export class MigrationDestination {
   private laneProgress: (() => void) | undefined;
 
   /**
-   * `peerTimeoutMs`: silence this long before Complete (counted from this side's creation until
-   * Start comes: a source that asked for a destination and died before it started is gone too) means
-   * the source died;
-   * the half-built partition is torn down (the VM never ran here) — unless the switchover may have
-   * committed: when the source goes silent (or the link fails) after Prepared, `confirmCommit` (the
-   * cluster's record of the commit point) decides. If the commit happened, this side owns the VM and
-   * runs it although Complete never came; if not (or with no `confirmCommit`), it tears down.
+   * `peerTimeoutMs`: silence this long before State (counted from this side's creation until Start
+   * comes: a source that asked for a destination and died before it started is gone too) means the
+   * source died; the half-built partition is torn down (the VM never ran here). From State on the
+   * source has nothing more to say: this side decides.
    */
   constructor(
     private readonly root: RootPartition,
@@ -103,7 +100,14 @@ export class MigrationDestination {
     private readonly peerTimeoutMs = 10_000,
     private readonly timers: Timers = systemTimers,
     private readonly options: {
-      confirmCommit?: () => Promise<boolean>;
+      /**
+       * The commit point, asked once the whole VM is here (pages applied, state restored, paused):
+       * resolves true if the switchover committed (this side runs the VM from now on), false if it did
+       * not and never will (the VM stays the source's: this side tears down and says Abandon). A
+       * rejection means the outcome is unknown: this side tears down and stays silent, so the source
+       * settles it from the commit's own record. Default: committed at once (two nodes, no cluster).
+       */
+      commit?: () => Promise<boolean>;
       /** Called just before the vCPUs first run here (e.g. to record that the VM may run on this node from now on). */
       beforeResume?: () => void;
     } = {},
@@ -119,31 +123,18 @@ export class MigrationDestination {
       this.queue = this.queue.then(() => this.receive(data, at));
     });
     const watch = (): void => {
+      if (this.state !== "handshake" && this.state !== "receiving") return; // State came: the source has no more to say
       if (timers.now() - this.lastFrameAt > peerTimeoutMs) {
         const what = this.state === "handshake" ? "did not start within" : "went silent for";
-        this.queue = this.queue.then(() => this.lost(`the source ${what} ${peerTimeoutMs} ms`));
+        this.queue = this.queue.then(() => this.fail(`the source ${what} ${peerTimeoutMs} ms`, false));
         return;
       }
       this.stopWatchdog = timers.after(Math.min(1000, peerTimeoutMs), watch);
     };
     watch();
     transport.onError((e) => {
-      this.queue = this.queue.then(() => this.lost(`link failed: ${e.message}`));
+      this.queue = this.queue.then(() => this.fail(`link failed: ${e.message}`, false));
     });
-  }
-
-  /** The source is gone. After Prepared the commit may have happened: ask, and run the VM if it did. */
-  private async lost(reason: string): Promise<void> {
-    if (this.state === "prepared" && this.options.confirmCommit !== undefined) {
-      const committed = await this.options.confirmCommit().catch(() => false);
-      if (committed && this.state === "prepared") {
-        if (this.config?.keepPaused !== true) await this.resumeHere();
-        this.state = "running";
-        this.finish({ ok: true, partition: this.child!, pagesReceived: this.pagesReceived });
-        return;
-      }
-    }
-    await this.fail(reason, false);
   }
 
   private resumeHere(): Promise<number> {
@@ -221,28 +212,46 @@ export class MigrationDestination {
           await this.lanesDelivered(counts);
           await this.spawning;
           await this.child!.provideState(state);
-          this.state = "prepared";
-          await this.send(this.writer.frame(MessageType.Prepared));
-          return;
-        }
-        break;
-      case "prepared":
-        if (f.type === MessageType.Complete) {
-          const resumeCalledAt = this.timers.now();
-          // a VM that was paused before the move stays paused here
-          const runningAfterCall = this.config?.keepPaused === true ? 0 : await this.resumeHere();
-          this.state = "running";
-          const answer: ResumedMessage = {
-            runningAfterMs: resumeCalledAt - receivedAt + runningAfterCall,
-            answeredAfterMs: this.timers.now() - receivedAt,
-          };
-          await this.send(this.writer.json(MessageType.Resumed, answer)).catch(() => undefined);
-          this.finish({ ok: true, partition: this.child!, pagesReceived: this.pagesReceived });
+          const restoredAt = this.timers.now();
+          await this.switchover(receivedAt, restoredAt);
           return;
         }
         break;
     }
     throw new ProtocolError(`unexpected ${typeName(f.type)} while ${this.state}`);
+  }
+
+  /**
+   * The whole VM is here, paused: pass the commit point, run it, tell the source (see the states
+   * above). Failures before the commit point are thrown (the caller tears down and says Abandon).
+   */
+  private async switchover(stateAt: number, restoredAt: number): Promise<void> {
+    this.state = "committing";
+    this.stopWatchdog();
+    let committed: boolean;
+    try {
+      committed = this.options.commit === undefined ? true : await this.options.commit();
+    } catch (e) {
+      // outcome unknown: never run it here; silence sends the source to the commit's record
+      await this.fail(`the commit's outcome is unknown: ${(e as Error).message}`, false);
+      return;
+    }
+    if (!committed) {
+      await this.fail("the switchover did not commit", true);
+      return;
+    }
+    const committedAt = this.timers.now();
+    // a VM that was paused before the move stays paused here
+    const runningAfterCall = this.config?.keepPaused === true ? 0 : await this.resumeHere();
+    this.state = "running";
+    const answer: ResumedMessage = {
+      restoredAfterMs: restoredAt - stateAt,
+      committedAfterMs: committedAt - stateAt,
+      runningAfterMs: committedAt - stateAt + runningAfterCall,
+      answeredAfterMs: this.timers.now() - stateAt,
+    };
+    await this.send(this.writer.json(MessageType.Resumed, answer)).catch(() => undefined);
+    this.finish({ ok: true, partition: this.child!, pagesReceived: this.pagesReceived });
   }
 
   /** Writes a Pages frame's batch into the new partition's memory. */

@@ -23,16 +23,27 @@
  *                                       <- Standby, once, among the Acks: the destination's VM worker is
  *                                          built and waits for state; the source stops the VM only after it
  *   State {u32 streams, u32 Pages frames sent on each stream, saved vCPU and device state}
- *                                       <- Prepared (every stream's pages applied, state restored, not
- *                                          running)
- *   Complete (the commit point passed)  <- Resumed {runningAfterMs, answeredAfterMs} (running on the
- *                                          destination; its own times from Complete's arrival to the vCPUs
- *                                          running and to this answer, for the source's downtime figure)
- *   Abandon {reason}, either way, at any time before Complete: the source keeps (or resumes) the VM.
+ *                                       (the source's vCPUs stand still; the destination decides now)
+ *                                       <- Resumed {restoredAfterMs, committedAfterMs, runningAfterMs,
+ *                                          answeredAfterMs}: every stream's pages applied, the state
+ *                                          restored, the commit point passed (the destination's commit:
+ *                                          a Raft entry in a cluster), the vCPUs running there; its own
+ *                                          times from State's arrival, for the source's downtime figure
+ *                                       <- Abandon {reason}: it did not commit and never will (the
+ *                                          commit was refused, or the state did not restore): the
+ *                                          source resumes the VM
+ *   Abandon {reason}, from the source at any time before State; from the destination at any time
+ *   before its commit point. The source keeps (or resumes) the VM.
+ *
+ * The switchover costs one trip: State goes out and the destination restores, commits and runs at
+ * once (protocol 3 had the source commit after a Prepared and tell the destination with Complete:
+ * two trips more while the vCPUs stood still). A source that hears neither Resumed nor Abandon after
+ * State (the link or the destination failed) is in doubt: only the commit's own record (`decide`, the
+ * cluster state) tells whether it may run the VM again.
  */
 import { crc32 } from "node:zlib";
 
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 const MAGIC = 0x4648;
 export const HEADER_BYTES = 20;
 /** A frame must fit NATS's default max_payload (1 MiB) with room to spare. */
@@ -46,16 +57,15 @@ export const enum MessageType {
   Pages = 5,
   Ack = 6,
   State = 7,
-  Prepared = 8,
-  Complete = 9,
+  // 8 and 9 were Prepared and Complete (protocol 3)
   Resumed = 10,
   Abandon = 11,
   Standby = 12,
 }
 
 const TYPE_NAMES: Record<number, string> = {
-  1: "Start", 2: "Config", 3: "Admit", 4: "Refuse", 5: "Pages", 6: "Ack", 7: "State", 8: "Prepared", 9: "Complete",
-  10: "Resumed", 11: "Abandon", 12: "Standby",
+  1: "Start", 2: "Config", 3: "Admit", 4: "Refuse", 5: "Pages", 6: "Ack", 7: "State", 10: "Resumed", 11: "Abandon",
+  12: "Standby",
 };
 
 export function typeName(type: number): string {
@@ -166,9 +176,16 @@ export interface StartMessage {
   streams?: number;
 }
 
-/** The destination's answer to Complete: its own times, in ms from Complete's arrival. */
+/**
+ * The destination's word that the switchover committed and the VM runs there: its own times, in ms
+ * from State's arrival (each later than the one before).
+ */
 export interface ResumedMessage {
-  /** Until the vCPUs ran. */
+  /** Until the last pages were applied and the state restored (paused). */
+  restoredAfterMs: number;
+  /** Until the commit point passed. */
+  committedAfterMs: number;
+  /** Until the vCPUs ran (equal to committedAfterMs for a VM that stays paused). */
   runningAfterMs: number;
   /** Until Resumed was sent. */
   answeredAfterMs: number;

@@ -10,16 +10,18 @@
  *       v                   v
  *     Failed <------- StopAndCopy (one VM-worker command: vCPUs stopped, last dirty log and vCPU and
  *       ^  Abandon          |      device state taken; then the last dirty pages, then State)
- *       |  (VM resumes      | <- Prepared
- *       |   here)           v
- *       |                Commit point: options.commit() (a Raft entry in a cluster; true standalone)
- *       +---- false --------+ true
- *                           v
- *                       Complete -> <- Resumed {destination's times}: Done (the VM runs only on the
- *                                      destination; the downtime is computed, see MigrationResult)
+ *       |  (VM resumes      | State sent: the destination decides (restores, passes its commit
+ *       |   here)           v point, runs the VM); a cancel is refused from here
+ *       +-- <- Abandon -- Handed over
+ *                           | <- Resumed {destination's times}: Done (the VM runs only on the
+ *                           |    destination; the downtime is computed, see MigrationResult)
+ *                           | neither (link failed, silence past the peer timeout): in doubt, and
+ *                           v options.decide() (the commit's record) says whether it committed:
+ *                        committed: the VM never runs here again | not: it resumes here | no answer:
+ *                        it stays paused here (committed: null)
  *
- * Any failure before the commit point (refusal, transport error, bad frame, timeout, cancel) sends
- * Abandon and leaves the VM running on the source. After it, the source never resumes the VM.
+ * Any failure before State goes out (refusal, transport error, bad frame, timeout, cancel) sends
+ * Abandon and leaves the VM running on the source.
  */
 import type { VmWorker } from "@hyperfleet/hypervisor";
 import { concat, dirtyPages, PAGE_SIZE } from "@hyperfleet/hypervisor";
@@ -68,8 +70,18 @@ export interface MigrationOptions {
   streams?: number;
   /** Abort when the destination says nothing for this long while an answer is due (a dead peer). */
   peerTimeoutMs?: number;
-  /** The commit point; resolves true if the move is decided. */
-  commit?: () => Promise<boolean>;
+  /**
+   * After State, when the destination's word (Resumed or Abandon) does not come — the link failed,
+   * or it was silent past the peer timeout — whether the switchover committed there: true if it did
+   * (the VM is the destination's: it never runs here again), false if it did not and never will (e.g.
+   * the cluster committed an abort first: the VM resumes here). Without it, or if it rejects, the
+   * migration ends in doubt: `committed: null`, the VM paused here.
+   */
+  decide?: () => Promise<boolean>;
+  /** Called once the vCPUs stopped, just before State goes out: from then on the destination may run the VM. */
+  beforeHandover?: () => void;
+  /** Called before the VM runs here again (or stays here, paused) after `beforeHandover`: the switchover did not commit. */
+  onTakeBack?: () => void;
   onProgress?: (progress: MigrationProgress) => void;
   /** Clock and timers (the host's by default). */
   timers?: Timers;
@@ -103,12 +115,12 @@ export type MigrationResult =
        * times its part on its own clock, and the hop between them is estimated, so no clock needs to
        * agree with the other:
        *
-       *   downtime = (Complete sent - vCPUs stopped)               source's clock (the VM worker's
+       *   downtime = (State sent - vCPUs stopped)                  source's clock (the VM worker's
        *                                                            stamp for the stop)
-       *            + one-way time of Complete                      estimated NTP-style: (round trip
-       *                                                            Complete -> Resumed - destination's
+       *            + one-way time of State                         estimated NTP-style: (round trip
+       *                                                            State -> Resumed - destination's
        *                                                            time between them) / 2
-       *            + (Complete received -> vCPUs running)          destination's clock, sent in Resumed
+       *            + (State received -> vCPUs running)             destination's clock, sent in Resumed
        *
        * Resumed's trip back is not downtime (the VM already runs); see `switchoverMs` for the
        * end-to-end figure that includes it.
@@ -116,11 +128,11 @@ export type MigrationResult =
       downtimeMs: number;
       /**
        * Where the downtime went (the parts add up to it): sync, the vCPUs stopped to the last dirty log
-       * and the state in hand (one VM-worker command); pages and state, sending them; prepare, until
-       * the destination said Prepared (it applied the last pages and restored the state); commit;
-       * complete, Complete's one-way time (estimated); resume, the destination's Complete -> running.
+       * and the state in hand (one VM-worker command); pages and state, sending them; transit, State's
+       * one-way time (estimated); then the destination's own: restore (the last pages applied, the
+       * state restored), commit (its commit point), resume (the vCPUs running).
        */
-      downtimeBreakdownMs: Record<"sync" | "pages" | "state" | "prepare" | "commit" | "complete" | "resume", number>;
+      downtimeBreakdownMs: Record<"sync" | "pages" | "state" | "transit" | "restore" | "commit" | "resume", number>;
       /** From the vCPUs stopping here to Resumed arriving back (>= downtimeMs: the answer's trip is in it). */
       switchoverMs: number;
       bytesSent: number;
@@ -133,7 +145,19 @@ export type MigrationResult =
       /** The most the vCPUs were throttled (auto-converge), in percent; 0 if never. */
       throttlePercentMax: number;
     }
-  | { ok: false; reason: string; committed: boolean; totalMs: number; bytesSent: number };
+  | {
+      ok: false;
+      reason: string;
+      /**
+       * false: the VM is the source's (running here again, or paused if it was). true: the switchover
+       * committed although the destination's word was lost: the VM is the destination's, never to run
+       * here again. null: in doubt (no `decide`, or it had no answer): the VM stays paused here until
+       * the commit's record says which side has it.
+       */
+      committed: boolean | null;
+      totalMs: number;
+      bytesSent: number;
+    };
 
 export class MigrationError extends Error {
   override readonly name = "MigrationError";
@@ -206,8 +230,8 @@ export interface SourceVm {
 export class MigrationSource {
   private readonly writer: FrameWriter;
   private readonly reader: FrameReader;
-  private readonly options: Required<Omit<MigrationOptions, "bandwidthLimitBytesPerSecond" | "onProgress" | "commit" | "timers" | "deltaCacheBytes" | "deltaCache">> &
-    Pick<MigrationOptions, "bandwidthLimitBytesPerSecond" | "onProgress" | "commit">;
+  private readonly options: Required<Omit<MigrationOptions, "bandwidthLimitBytesPerSecond" | "onProgress" | "decide" | "beforeHandover" | "onTakeBack" | "timers" | "deltaCacheBytes" | "deltaCache">> &
+    Pick<MigrationOptions, "bandwidthLimitBytesPerSecond" | "onProgress" | "decide" | "beforeHandover" | "onTakeBack">;
   private readonly sent: SentPages;
   private readonly timers: Timers;
   private readonly builder: BatchBuilder;
@@ -244,7 +268,9 @@ export class MigrationSource {
       peerTimeoutMs: options.peerTimeoutMs ?? 5000,
       bandwidthLimitBytesPerSecond: options.bandwidthLimitBytesPerSecond,
       onProgress: options.onProgress,
-      commit: options.commit,
+      decide: options.decide,
+      beforeHandover: options.beforeHandover,
+      onTakeBack: options.onTakeBack,
       keepPaused: options.keepPaused === true,
     };
     if (options.deltaCache !== undefined) options.deltaCache.forget();
@@ -273,18 +299,19 @@ export class MigrationSource {
 
   /**
    * Stops the migration at the next step; the VM stays (or goes back to running) on the source.
-   * Refused (false) once the commit has been asked for: from there the migration completes (or, if the
-   * commit is refused, fails on its own), so a cancel can never undo a switchover that committed.
+   * Refused (false) once State is on its way: from there the destination decides (it completes the
+   * migration, or fails it if its commit is refused), so a cancel can never undo a switchover that
+   * committed.
    */
   cancel(reason = "cancelled"): boolean {
-    if (this.committing) return false;
+    if (this.handedOver) return false;
     this.failure ??= new Cancelled(reason);
     this.wake();
     return true;
   }
 
-  /** Set when the commit is asked for: the point after which `cancel()` is refused. */
-  private committing = false;
+  /** Set as State goes out: the point after which `cancel()` is refused and the destination decides. */
+  private handedOver = false;
 
   async run(): Promise<MigrationResult> {
     const now = (): number => this.timers.now();
@@ -296,7 +323,6 @@ export class MigrationSource {
     let devicesSuspended = false;
     let throttle = 0;
     let throttleMax = 0;
-    let committed = false;
     let logging = false;
     const pagesPerRound: number[] = [];
     const roundMs: number[] = [];
@@ -398,7 +424,7 @@ export class MigrationSource {
       };
       // One command stops the vCPUs, freezes guest time, takes the last dirty log and saves the vCPU
       // and device state (they no longer change); the last pages and the state then go out back to
-      // back (State counts the batches of each stream, so Prepared also says every page landed).
+      // back (State counts the batches of each stream: the destination restores once all landed).
       // The downtime starts when the vCPUs stopped (the worker's stamp), not when we asked.
       if (this.source.devices !== undefined) {
         devicesSuspended = true;
@@ -416,42 +442,60 @@ export class MigrationSource {
       pagesPerRound.push(await this.sendPages(round, [...final].sort((a, b) => a - b), FINAL_PAGES_PER_BATCH));
       round++;
       const pagesMs = lap();
-      // State says how many page batches went on each stream: the destination restores only once it
-      // has applied them all (the streams are not ordered with each other).
       const counts = new Uint8Array(4 + 4 * this.lanes.length);
       const cv = new DataView(counts.buffer);
       cv.setUint32(0, this.lanes.length, true);
       this.lanes.forEach((l, k) => cv.setUint32(4 + 4 * k, l.pagesFrames, true));
-      await this.send(MessageType.State, concat([counts, state]));
-      const stateMs = lap();
-      await this.drain(0);
-      await this.expect([MessageType.Prepared]);
-      const prepareMs = lap();
 
-      // The commit point
+      // The hand-over: once State is on its way the destination decides (it restores, passes its
+      // commit point and runs the VM, or says Abandon), so a cancel is refused from here, and the
+      // VM's run here ends before State leaves.
+      this.check();
+      this.handedOver = true;
+      this.options.beforeHandover?.();
       this.phase("commit");
-      if (this.failure !== undefined) throw this.failure instanceof Cancelled ? new MigrationError(this.failure.message) : this.failure;
-      this.committing = true;
-      committed = (await (this.options.commit?.() ?? Promise.resolve(true))) === true;
-      if (!committed) throw new MigrationError("the commit was refused");
-      const commitMs = lap();
-      const completeSentAt = mark;
-      await this.send(MessageType.Complete);
-      const resumed = parseJson<ResumedMessage>(await this.expect([MessageType.Resumed]), { runningAfterMs: "number", answeredAfterMs: "number" });
+      const word = await this.handOver(concat([counts, state]));
+      const stateSentAt = word.sentAt;
+      mark = stateSentAt;
+      const stateMs = stateSentAt - (stoppedAt + syncMs + pagesMs);
+      if (word.outcome === "aborted") {
+        throw new MigrationError(word.reason);
+      }
+      if (word.outcome === "in doubt") {
+        // The destination's word was lost: the commit's own record says which side has the VM.
+        const decided = this.options.decide === undefined ? null : await this.options.decide().catch(() => null);
+        if (decided === false) {
+            throw new MigrationError(`${word.reason}; the switchover did not commit`);
+        }
+        this.phase("failed");
+        if (logging) await vm.stopDirtyLog().catch(() => undefined);
+        return {
+          ok: false,
+          reason: decided ? `${word.reason}; the switchover committed: the VM is the destination's` : `${word.reason}; whether the switchover committed is unknown: the VM stays paused here`,
+          committed: decided, totalMs: now() - started, bytesSent: this.bytesSent,
+        };
+      }
+      const resumed = word.resumed;
       const resumedAt = now();
-      // Complete's one-way time, NTP-style: the round trip less the destination's own time, halved.
-      const roundTrip = resumedAt - completeSentAt;
-      const answeredAfterMs = Math.min(Math.max(0, resumed.answeredAfterMs), roundTrip);
-      const completeMs = (roundTrip - answeredAfterMs) / 2;
-      const resumeMs = Math.min(Math.max(0, resumed.runningAfterMs), answeredAfterMs);
-      const downtimeMs = completeSentAt - stoppedAt + completeMs + resumeMs;
+      // State's one-way time, NTP-style: the round trip less the destination's own time, halved.
+      const roundTrip = resumedAt - stateSentAt;
+      const clamp = (v: number, hi: number): number => Math.min(Math.max(0, v), hi);
+      const answeredAfterMs = clamp(resumed.answeredAfterMs, roundTrip);
+      const runningAfterMs = clamp(resumed.runningAfterMs, answeredAfterMs);
+      const committedAfterMs = clamp(resumed.committedAfterMs, runningAfterMs);
+      const restoredAfterMs = clamp(resumed.restoredAfterMs, committedAfterMs);
+      const transitMs = (roundTrip - answeredAfterMs) / 2;
+      const downtimeMs = stateSentAt - stoppedAt + transitMs + runningAfterMs;
       this.phase("done");
       const result: MigrationResult = {
         ok: true,
         totalMs: now() - started,
         downtimeMs,
         switchoverMs: resumedAt - stoppedAt,
-        downtimeBreakdownMs: { sync: syncMs, pages: pagesMs, state: stateMs, prepare: prepareMs, commit: commitMs, complete: completeMs, resume: resumeMs },
+        downtimeBreakdownMs: {
+          sync: syncMs, pages: pagesMs, state: stateMs, transit: transitMs, restore: restoredAfterMs, commit: committedAfterMs - restoredAfterMs,
+          resume: runningAfterMs - committedAfterMs,
+        },
         bytesSent: this.bytesSent,
         rounds: round,
         pagesPerRound,
@@ -465,19 +509,57 @@ export class MigrationSource {
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
       this.phase("failed");
-      if (!committed) {
-        // Before the commit point the source owns the VM: tell the peer, keep (or resume) the VM here.
-        // (straight to the transport: send() refuses once the migration has failed)
-        await this.transport.send(this.writer.json(MessageType.Abandon, { reason })).catch(() => undefined);
-        if (logging) await vm.stopDirtyLog().catch(() => undefined);
-        if (throttle > 0) await vm.throttle(0).catch(() => undefined);
-        if (paused && this.options.keepPaused !== true) await vm.resume().catch(() => undefined);
-        if (devicesSuspended) this.source.devices?.resume();
-      }
-      return { ok: false, reason, committed, totalMs: now() - started, bytesSent: this.bytesSent };
+      // Not committed (before the hand-over, or the destination said Abandon, or the commit's record
+      // says it did not commit): the source owns the VM. Tell the peer, keep (or resume) the VM here.
+      // (straight to the transport: send() refuses once the migration has failed)
+      if (!this.handedOver) await this.transport.send(this.writer.json(MessageType.Abandon, { reason })).catch(() => undefined);
+      if (this.handedOver) this.options.onTakeBack?.();
+      if (logging) await vm.stopDirtyLog().catch(() => undefined);
+      if (throttle > 0) await vm.throttle(0).catch(() => undefined);
+      if (paused && this.options.keepPaused !== true) await vm.resume().catch(() => undefined);
+      if (devicesSuspended) this.source.devices?.resume();
+      return { ok: false, reason, committed: false, totalMs: now() - started, bytesSent: this.bytesSent };
     } finally {
       cancelTimer();
       for (const lane of this.lanes.slice(1)) await lane.transport.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Sends State and waits for the destination's word: Resumed (it committed and runs the VM), Abandon
+   * (it did not commit), or neither — the link failed, a frame came wrong, or it was silent past the
+   * peer timeout — which leaves the outcome in doubt. Acks of the last pages are taken on the way.
+   */
+  private async handOver(state: Uint8Array): Promise<
+    | { outcome: "committed"; sentAt: number; resumed: ResumedMessage }
+    | { outcome: "aborted"; sentAt: number; reason: string }
+    | { outcome: "in doubt"; sentAt: number; reason: string }
+  > {
+    const lane = this.lanes[0]!;
+    let sentAt = this.timers.now();
+    try {
+      // not sendOn: a pace wait or a failure noticed before the send would leave State unsent
+      // (then the outcome is not in doubt at all, but the caller cannot tell: keep it simple and
+      // treat every failure from here as in doubt)
+      const frame = lane.writer.frame(MessageType.State, state);
+      await lane.transport.send(frame);
+      this.bytesSent += frame.length;
+      sentAt = this.timers.now();
+      for (;;) {
+        if (this.failure !== undefined) throw this.failure;
+        const f = this.inbox.shift();
+        if (f === undefined) {
+          await this.waitForFrame("the destination's word on the switchover");
+          continue;
+        }
+        if (f.type === MessageType.Ack) continue;
+        if (f.type === MessageType.Abandon) return { sentAt, outcome: "aborted", reason: abandoned(f).message };
+        if (f.type !== MessageType.Resumed) throw new ProtocolError(`unexpected ${typeName(f.type)} from the destination`);
+        const resumed = parseJson<ResumedMessage>(f, { restoredAfterMs: "number", committedAfterMs: "number", runningAfterMs: "number", answeredAfterMs: "number" });
+        return { sentAt, outcome: "committed", resumed };
+      }
+    } catch (e) {
+      return { sentAt, outcome: "in doubt", reason: `no word from the destination after State: ${(e as Error).message}` };
     }
   }
 

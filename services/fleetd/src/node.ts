@@ -136,9 +136,9 @@ export class FleetdNode {
   /** VMs this node sends away (the reconcile loop leaves them alone). */
   private readonly outgoing = new Set<string>();
   /**
-   * VMs arriving here: the `MigrationDestination` alone runs them (it resumes a VM only on Complete,
-   * which the source sends after the transfer committed) until it is done and this node's state
-   * shows the transfer; the reconcile loop leaves them alone until then.
+   * VMs arriving here: the `MigrationDestination` alone runs them (it resumes a VM only once the
+   * transfer it proposes has committed) until it is done and this node's state shows the transfer;
+   * the reconcile loop leaves them alone until then.
    */
   private readonly incoming = new Map<string, { done: boolean }>();
   /** The epoch at which each local partition came to run here (started, or arrived by migration). */
@@ -331,16 +331,16 @@ export class FleetdNode {
       return { outcome: await this.shutdownLocalGuest(vm, timeoutMs) };
     });
     this.serve("receive", async (data) => {
-      const { vm, session, epoch, migrationId } = JSON.parse(fromUtf8.decode(data)) as { vm: string; session: number; epoch: number; migrationId: number };
+      const { vm, session, epoch, migrationId, from } = JSON.parse(fromUtf8.decode(data)) as { vm: string; session: number; epoch: number; migrationId: number; from: string };
       if (this.root.get(vm) !== undefined) return { error: "ALREADY_EXISTS", message: `node ${this.id} already holds a partition ${vm}` };
       const transport = new NatsTransport(this.nc, session, "destination");
       await transport.ready();
       const arrival = { done: false };
       this.incoming.set(vm, arrival);
-      // The source gone after Prepared: the cluster state says whether the switchover committed.
+      // The commit point is the transfer entry, proposed here once the whole VM is here; if its outcome
+      // stays unknown the VM does not run here (the source settles it from the cluster state).
       const destination = new MigrationDestination(this.root, transport, session, undefined, undefined, {
-        // undecided counts as not committed here: the VM then runs on neither side, never on both
-        confirmCommit: async () => (await this.decideTransfer(vm, epoch, migrationId, this.id)) === true,
+        commit: () => this.commitTransfer({ vm, from, to: this.id, epoch, migrationId }),
         beforeResume: () => this.runs.started(vm, epoch + 1, "migration arrival"),
       });
       void destination.done.then(async (result) => {
@@ -1069,6 +1069,7 @@ export class FleetdNode {
     // only on the destination, so it is down for the whole move; the copy itself is the same protocol
     // (every page goes in one round, then the state, the commit and the resume there).
     let quickPausedAt: number | null = null;
+    let handedEpoch: number | undefined;
     // an operator paused it: it moves paused and stays paused on whichever side keeps it
     const keepPaused = child.state === "paused";
     const resumeIfQuick = async (): Promise<void> => {
@@ -1081,7 +1082,7 @@ export class FleetdNode {
       }
       transport = new NatsTransport(this.nc, session, "source");
       await transport.ready();
-      await this.request(order.to, "receive", utf8.encode(JSON.stringify({ vm: order.vm, session, epoch: order.epoch, migrationId: order.migrationId })));
+      await this.request(order.to, "receive", utf8.encode(JSON.stringify({ vm: order.vm, session, epoch: order.epoch, migrationId: order.migrationId, from: this.id })));
       const source = new MigrationSource(
         {
           vm: child.worker!, name: order.vm, memoryBytes: vm.spec.memoryBytes, vcpus: vm.spec.vcpus, boot: vm.spec.bootMode, bootargs: vm.spec.bootargs,
@@ -1096,7 +1097,20 @@ export class FleetdNode {
           whenNoConvergence: order.policy ?? MIGRATION_DEFAULTS.policy,
           keepPaused,
           ...(order.bandwidthLimitBytesPerSecond > 0 ? { bandwidthLimitBytesPerSecond: order.bandwidthLimitBytesPerSecond } : {}),
-          commit: () => this.runs.switchover(order.vm, () => this.commitTransfer(order)),
+          // the destination proposes the transfer; the run here ends as State leaves, and starts
+          // again (same epoch) if the VM is taken back
+          beforeHandover: () => {
+            handedEpoch = this.runs.handOver(order.vm);
+          },
+          onTakeBack: () => {
+            if (handedEpoch !== undefined) this.runs.started(order.vm, handedEpoch, "switchover refused");
+          },
+          // the destination's word lost: the cluster state decides (an abort that commits first wins)
+          decide: async () => {
+            const decided = await this.decideTransfer(order.vm, order.epoch, order.migrationId, order.to);
+            if (decided === null) throw new FleetdError(`the transfer of ${order.vm} stayed undecided`);
+            return decided;
+          },
           onProgress: (p) => {
             this.metrics.migrationProgress(order.vm, p);
             progress = { ...p, phase: apiPhase(p.phase) };
@@ -1116,10 +1130,12 @@ export class FleetdNode {
           throttlePercentMax: result.throttlePercentMax, failureReason: "", cancelled: false,
         });
       } else {
-        if (!result.committed) {
+        if (result.committed === false) {
           await abort();
           await resumeIfQuick();
-        } else await this.destroyLocal(order.vm, true).catch(() => undefined);
+        } else if (result.committed) await this.destroyLocal(order.vm, true).catch(() => undefined);
+        // in doubt (the cluster state could not say): the VM stays paused here, run by neither side
+        else this.log.warn(`vm ${order.vm}: ${result.reason}`);
         finish({ ...failed(result.reason), totalMs: result.totalMs, bytesSent: result.bytesSent, cancelled: this.cancelled.delete(order.migrationId) });
       }
     } catch (e) {
@@ -1136,8 +1152,8 @@ export class FleetdNode {
    * Proposes the transfer and resolves true only if it committed with an ok result. When its outcome
    * is unknown (the leader changed), reads the cluster state until the migration is decided.
    */
-  private async commitTransfer(order: MigrateOrder): Promise<boolean> {
-    const transfer: ClusterCommand = { type: "transfer", atMs: Date.now(), vm: order.vm, from: this.id, to: order.to, epoch: order.epoch, migrationId: order.migrationId };
+  private async commitTransfer(order: { vm: string; from: string; to: string; epoch: number; migrationId: number }): Promise<boolean> {
+    const transfer: ClusterCommand = { type: "transfer", atMs: Date.now(), vm: order.vm, from: order.from, to: order.to, epoch: order.epoch, migrationId: order.migrationId };
     const moved = (): boolean => {
       const vm = this.state.getVm(order.vm);
       return vm !== null && vm.owner === order.to && vm.epoch === order.epoch + 1;

@@ -124,20 +124,14 @@ export class RunRecorder {
   }
 
   /**
-   * A migration source's commit point: its vCPUs are frozen when `commit` is asked for, so the run
-   * ends before the transfer is proposed; if the commit is refused or its outcome is unknown, the
-   * source may resume the VM, so a run starts again (same epoch) before that can happen.
+   * A migration source hands its VM over: its vCPUs are frozen and State is about to go out (from then
+   * on the destination may run it), so the run ends here. Returns the run's epoch, for `started` again
+   * if the switchover does not commit and the VM is taken back (undefined when no run was open).
    */
-  async switchover(vm: string, commit: () => Promise<boolean>): Promise<boolean> {
+  handOver(vm: string): number | undefined {
     const epoch = this.open.get(vm)?.epoch;
     this.stopped(vm, "switchover");
-    let ok = false;
-    try {
-      ok = await commit();
-      return ok;
-    } finally {
-      if (!ok && epoch !== undefined) this.started(vm, epoch, "switchover refused");
-    }
+    return epoch;
   }
 
   private write(record: RunRecord): void {

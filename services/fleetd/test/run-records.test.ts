@@ -40,17 +40,18 @@ describe("run-records", () => {
     ]);
   });
 
-  it("run-records - a refused switchover starts the run again before the source may resume", async () => {
+  it("run-records - a hand-over ends the run and gives its epoch; a VM taken back runs again at that epoch", () => {
     const { rec, read } = recorder();
     rec.started("a", 7, "boot");
-    expect(await rec.switchover("a", () => Promise.resolve(false))).toBe(false);
-    expect(rec.running("a")).toBe(true);
-    await expect(rec.switchover("a", () => Promise.reject(new Error("unknown outcome")))).rejects.toThrow("unknown outcome");
-    expect(rec.running("a")).toBe(true);
-    expect(await rec.switchover("a", () => Promise.resolve(true))).toBe(true);
+    const epoch = rec.handOver("a");
+    expect(epoch).toBe(7);
     expect(rec.running("a")).toBe(false);
+    rec.started("a", epoch!, "switchover refused");
+    expect(rec.running("a")).toBe(true);
+    expect(rec.handOver("a")).toBe(7);
+    expect(rec.handOver("a")).toBeUndefined(); // no run open: nothing written
     expect(read().map((r) => (r.t === "start" ? `start ${r.epoch} ${r.why}` : r.t === "stop" ? `stop ${r.why}` : r.t))).toEqual([
-      "boot", "start 7 boot", "stop switchover", "start 7 switchover refused", "stop switchover", "start 7 switchover refused", "stop switchover",
+      "boot", "start 7 boot", "stop switchover", "start 7 switchover refused", "stop switchover",
     ]);
   });
 
