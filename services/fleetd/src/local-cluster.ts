@@ -106,6 +106,33 @@ export async function stopProcess(child: ChildProcess, graceMs = 5000, signal: N
   }
 }
 
+/**
+ * The `HYPERFLEET_*` environment of node `node.id` (docker-compose.yml gives its nodes the same keys):
+ * `peers` is "id=raftAddress,...", the data under `<dir>/<id>`, the cluster storage `<dir>/storage`.
+ */
+export function localNodeEnv(
+  options: Pick<LocalClusterOptions, "memoryMib" | "imageDir" | "env" | "nodeEnv">, dir: string,
+  node: { readonly id: string; readonly api: string; readonly raft: string; readonly http: string }, peers: string, natsUrl: string, token: string,
+): Record<string, string> {
+  return {
+    // cluster storage: one folder every node shares (the VMs' virtual disks)
+    HYPERFLEET_STORAGE_DIR: join(dir, "storage"),
+    ...options.env,
+    ...options.nodeEnv?.(node.id),
+    HYPERFLEET_ID: node.id,
+    HYPERFLEET_CLUSTER_ID: "local",
+    HYPERFLEET_CLUSTER_TOKEN: token,
+    HYPERFLEET_DATA_DIR: join(dir, node.id),
+    HYPERFLEET_LISTEN_API: node.api,
+    HYPERFLEET_LISTEN_RAFT: node.raft,
+    HYPERFLEET_LISTEN_HTTP: node.http,
+    HYPERFLEET_PEERS: peers,
+    HYPERFLEET_NATS_URL: natsUrl,
+    HYPERFLEET_MEMORY_MIB: String(options.memoryMib),
+    ...(options.imageDir !== undefined ? { HYPERFLEET_IMAGE_DIR: options.imageDir } : {}),
+  };
+}
+
 /** Tries of `LocalCluster.start` when a node exits as it starts (a port taken meanwhile). */
 const START_ATTEMPTS = 3;
 
@@ -157,24 +184,7 @@ export class LocalCluster {
       }
       const peers = plan.map((p) => `${p.id}=${p.raft}`).join(",");
       for (const p of plan) {
-        const env: NodeJS.ProcessEnv = {
-          ...process.env,
-          // cluster storage: one folder every node shares (the VMs' virtual disks)
-          HYPERFLEET_STORAGE_DIR: join(dir, "storage"),
-          ...options.env,
-          ...options.nodeEnv?.(p.id),
-          HYPERFLEET_ID: p.id,
-          HYPERFLEET_CLUSTER_ID: "local",
-          HYPERFLEET_CLUSTER_TOKEN: token,
-          HYPERFLEET_DATA_DIR: join(dir, p.id),
-          HYPERFLEET_LISTEN_API: p.api,
-          HYPERFLEET_LISTEN_RAFT: p.raft,
-          HYPERFLEET_LISTEN_HTTP: p.http,
-          HYPERFLEET_PEERS: peers,
-          HYPERFLEET_NATS_URL: nats.url,
-          HYPERFLEET_MEMORY_MIB: String(options.memoryMib),
-          ...(options.imageDir !== undefined ? { HYPERFLEET_IMAGE_DIR: options.imageDir } : {}),
-        };
+        const env: NodeJS.ProcessEnv = { ...process.env, ...localNodeEnv(options, dir, p, peers, nats.url, token) };
         const child = spawn(process.execPath, [fleetdMainPath()], { env, stdio: ["ignore", "ignore", "pipe"] });
         child.stderr?.pipe(createWriteStream(join(dir, `${p.id}.log`), { flags: "a" }));
         nodes.push({ id: p.id, apiAddress: p.api, raftAddress: p.raft, httpAddress: p.http, process: child });

@@ -11,15 +11,16 @@
  *
  * Most figures are read when Prometheus scrapes (`text()`): the partitions of the root, the Raft
  * status, the VM workers' `stats()`. Events (migration results, failovers, API calls, proposals) are
- * counted where they happen; leader changes are watched every `RAFT_WATCH_MS`.
+ * counted where they happen; leader changes as the Raft log records them: each new leader's first
+ * entry (the empty entry that opens its term), when this node applies it.
  */
 import type { GrpcStatusName, MigrationProgress as ApiMigrationProgress, MigrationResult as ApiMigrationResult } from "@hyperfleet/api";
 import type { ExitCounts, RootPartition } from "@hyperfleet/hypervisor";
-import { NONE, type RaftNode, type RaftNodeStatus } from "@hyperfleet/raft";
+import type { RaftNode, RaftNodeStatus } from "@hyperfleet/raft";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
-/** How often the Raft status is read to count leader changes between scrapes. */
-export const RAFT_WATCH_MS = 100;
+/** VMs whose dirty pages a node keeps counting after they left it (the most recently migrated ones). */
+export const DIRTY_PAGES_VMS_KEPT = 256;
 
 /**
  * The values each bounded label may take (`reason` of exits, `state` of VMs, `nodeState` is the
@@ -47,7 +48,7 @@ export interface MetricsSource {
   /** Bytes each VM's guest wrote to its virtual disks through this node (optional). */
   diskBytesWritten?(): ReadonlyMap<string, number>;
   /** This node's gateways and their counts since it started (optional). */
-  gateways?(): readonly { readonly vm: string; readonly address: string; readonly stats: { requests: number; resends: number; timeouts: number } }[];
+  gateways?(): readonly { readonly vm: string; readonly stats: { requests: number; resends: number; timeouts: number } }[];
   /** The cluster's nodes as this node's replica of the state knows them. */
   clusterNodes(): readonly { readonly state: string }[];
 }
@@ -88,6 +89,7 @@ export class FleetdMetrics {
   private readonly migrationBytes: Histogram;
   private readonly migrationsInFlight: Gauge;
   private readonly vmDiskWritten: Counter;
+  private readonly vmDirtyPages: Counter;
   private readonly gatewayRequests: Counter;
   private readonly gatewayResends: Counter;
   private readonly gatewayTimeouts: Counter;
@@ -112,8 +114,10 @@ export class FleetdMetrics {
   private readonly apiRequests: Counter;
   private readonly apiDuration: Histogram;
 
-  private lastLead: string = NONE;
-  private readonly watchTimer: NodeJS.Timeout;
+  /** The newest term whose leader's first entry this node applied (counted once). */
+  private leaderTerm: number;
+  /** Pages found dirty per VM, in the order last counted (oldest first; at most `DIRTY_PAGES_VMS_KEPT`). */
+  private readonly dirtyPages = new Map<string, number>();
 
   constructor(private readonly source: MetricsSource) {
     const r = [this.registry];
@@ -139,9 +143,12 @@ export class FleetdMetrics {
     this.vmMemory = gauge("hyperfleet_vm_memory_bytes", "Guest memory of the VM.", ["vm"]);
     this.vmVcpus = gauge("hyperfleet_vm_vcpus", "vCPUs of the VM (count).", ["vm"]);
     this.vmDiskWritten = counter("hyperfleet_vm_disk_bytes_written_total", "Bytes the VM's guest wrote to its virtual disks through this node.", ["vm"]);
-    this.gatewayRequests = counter("hyperfleet_gateway_requests_total", "Requests this node's gateway passed to the VM's service.", ["vm", "address"]);
-    this.gatewayResends = counter("hyperfleet_gateway_resends_total", "Requests this node's gateway sent again (no answer in time, e.g. during a switchover).", ["vm", "address"]);
-    this.gatewayTimeouts = counter("hyperfleet_gateway_timeouts_total", "Requests this node's gateway gave up on (the client was answered ERR timeout).", ["vm", "address"]);
+    this.vmDirtyPages = counter("hyperfleet_vm_dirty_pages_total",
+      "Pages the dirty log (EPT write protection) found written during the migrations of the VM this node sent and completed.", ["vm"]);
+    // per VM, not per listening address: several gateways of one VM on a node add up
+    this.gatewayRequests = counter("hyperfleet_gateway_requests_total", "Requests this node's gateways passed to the VM's service.", ["vm"]);
+    this.gatewayResends = counter("hyperfleet_gateway_resends_total", "Requests this node's gateways sent again (no answer in time, e.g. during a switchover).", ["vm"]);
+    this.gatewayTimeouts = counter("hyperfleet_gateway_timeouts_total", "Requests this node's gateways gave up on (the client was answered ERR timeout).", ["vm"]);
 
     this.migrations = counter("hyperfleet_migration_finished_total", "Migrations this node sent, by result and kind.", ["result", "kind"]);
     this.migrationDowntime = histogram("hyperfleet_migration_downtime_seconds", "Downtime of the successful migrations this node sent.",
@@ -165,7 +172,7 @@ export class FleetdMetrics {
     this.raftIsLeader = gauge("hyperfleet_raft_is_leader", "1 when this node leads the Raft group.");
     this.raftRole = gauge("hyperfleet_raft_role_info", "Always 1, with this node's Raft role.", ["role"]);
     this.raftMembers = gauge("hyperfleet_raft_members", "Members of the Raft group (count).");
-    this.raftLeaderChanges = counter("hyperfleet_raft_leader_changes_total", "Leader changes this node saw.");
+    this.raftLeaderChanges = counter("hyperfleet_raft_leader_changes_total", "Leader changes this node saw: terms whose leader's first entry it applied.");
     this.raftProposals = histogram("hyperfleet_raft_proposal_duration_seconds", "From proposal to applied result, for proposals made on this node.",
       [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]);
 
@@ -186,8 +193,8 @@ export class FleetdMetrics {
     }
     for (const result of LABEL_VALUES.failover) this.failovers.inc({ result }, 0);
 
-    this.watchTimer = setInterval(() => this.watchRaft(), RAFT_WATCH_MS);
-    this.watchTimer.unref();
+    // the terms in the log now were counted by the process that saw them (a restart replays them)
+    this.leaderTerm = source.raft.status().term;
   }
 
   /** The exposition text, sampled now. */
@@ -201,7 +208,7 @@ export class FleetdMetrics {
   }
 
   close(): void {
-    clearInterval(this.watchTimer);
+    // nothing runs between scrapes
   }
 
   /** Times every proposal of `raft` (wraps its `propose`). */
@@ -223,8 +230,22 @@ export class FleetdMetrics {
     this.migrationDirtyRate.set({ vm }, progress.dirtyPagesPerSecond);
   }
 
-  migrationFinished(vm: string, kind: "live" | "quick", result: ApiMigrationResult): void {
+  /**
+   * A migration this node sent has ended. `dirtyPages`: the pages its dirty log found written, i.e.
+   * those of every round after the first (the first sends every page).
+   */
+  migrationFinished(vm: string, kind: "live" | "quick", result: ApiMigrationResult, dirtyPages = 0): void {
     const outcome = result.ok ? "succeeded" : result.cancelled ? "cancelled" : "failed";
+    if (dirtyPages > 0) {
+      // the VM has left this node: its count stays here (re-inserted as the newest), for the last VMs only
+      const count = (this.dirtyPages.get(vm) ?? 0) + dirtyPages;
+      this.dirtyPages.delete(vm);
+      this.dirtyPages.set(vm, count);
+      for (const oldest of this.dirtyPages.keys()) {
+        if (this.dirtyPages.size <= DIRTY_PAGES_VMS_KEPT) break;
+        this.dirtyPages.delete(oldest);
+      }
+    }
     this.migrations.inc({ result: outcome, kind });
     if (result.ok) this.migrationDowntime.observe({ kind }, result.downtimeMs / 1000);
     if (result.totalMs > 0) this.migrationDuration.observe({ result: outcome, kind }, result.totalMs / 1000);
@@ -243,10 +264,14 @@ export class FleetdMetrics {
     this.nodesFailed.inc();
   }
 
-  private watchRaft(): void {
-    const lead = this.source.raft.status().lead;
-    if (lead !== NONE && lead !== this.lastLead) this.raftLeaderChanges.inc();
-    if (lead !== NONE) this.lastLead = lead;
+  /**
+   * This node applied the empty entry a leader appends as its term begins: a leader change (the first
+   * of a term counts; the terms replayed after a restart do not).
+   */
+  leaderTermBegan(term: number): void {
+    if (term <= this.leaderTerm) return;
+    this.leaderTerm = term;
+    this.raftLeaderChanges.inc();
   }
 
   private async sample(): Promise<void> {
@@ -263,13 +288,14 @@ export class FleetdMetrics {
     this.memoryTotal.set(root.committedBytes + root.availableBytes);
     this.migrationsInFlight.set(this.source.migrationsInFlight());
 
-    for (const m of [this.vmInfo, this.vmInstructions, this.vmExits, this.vmWriteProtect, this.vmThrottle, this.vmMemory, this.vmVcpus, this.vmDiskWritten]) m.reset();
+    for (const m of [this.vmInfo, this.vmInstructions, this.vmExits, this.vmWriteProtect, this.vmThrottle, this.vmMemory, this.vmVcpus, this.vmDiskWritten, this.vmDirtyPages]) m.reset();
     for (const [vm, bytes] of this.source.diskBytesWritten?.() ?? []) this.vmDiskWritten.inc({ vm }, bytes);
+    for (const [vm, pages] of this.dirtyPages) this.vmDirtyPages.inc({ vm }, pages);
     for (const m of [this.gatewayRequests, this.gatewayResends, this.gatewayTimeouts]) m.reset();
     for (const g of this.source.gateways?.() ?? []) {
-      this.gatewayRequests.inc({ vm: g.vm, address: g.address }, g.stats.requests);
-      this.gatewayResends.inc({ vm: g.vm, address: g.address }, g.stats.resends);
-      this.gatewayTimeouts.inc({ vm: g.vm, address: g.address }, g.stats.timeouts);
+      this.gatewayRequests.inc({ vm: g.vm }, g.stats.requests);
+      this.gatewayResends.inc({ vm: g.vm }, g.stats.resends);
+      this.gatewayTimeouts.inc({ vm: g.vm }, g.stats.timeouts);
     }
     children.forEach((c, i) => {
       const vm = c.spec.name;
@@ -292,7 +318,6 @@ export class FleetdMetrics {
     this.raftRole.reset();
     this.raftRole.set({ role: roleName(raft.role) }, 1);
     this.raftMembers.set(raft.confState.voters.length + raft.confState.learners.length);
-    this.watchRaft();
 
     this.clusterNodes.reset();
     const byState = new Map<string, number>(LABEL_VALUES.nodeState.map((s) => [s, 0]));

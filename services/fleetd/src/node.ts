@@ -208,6 +208,8 @@ export class FleetdNode {
             return result;
           }
           state.skip(entry.index);
+          // a new leader's first entry (empty) opens its term
+          if (entry.type === EntryType.Normal) this.metrics.leaderTermBegan(entry.term);
           return null;
         },
         snapshot: () => state.snapshot(),
@@ -1041,8 +1043,8 @@ export class FleetdNode {
     const child = this.root.get(order.vm)!;
     const session = order.migrationId >>> 0;
     let progress = emptyProgress();
-    const finish = (result: ApiMigrationResult): void => {
-      this.metrics.migrationFinished(order.vm, order.kind, result);
+    const finish = (result: ApiMigrationResult, dirtyPages = 0): void => {
+      this.metrics.migrationFinished(order.vm, order.kind, result, dirtyPages);
       const m = this.describe(order, this.id, result, { ...progress, phase: result.ok ? "MIGRATION_PHASE_DONE" : "MIGRATION_PHASE_FAILED" });
       this.publish(m, { migrationId: m.id, update: "result", result });
     };
@@ -1128,7 +1130,7 @@ export class FleetdNode {
         finish({
           ok: true, totalMs: result.totalMs, downtimeMs: quickPausedAt === null ? result.downtimeMs : Date.now() - quickPausedAt, bytesSent: result.bytesSent, rounds: result.rounds,
           throttlePercentMax: result.throttlePercentMax, failureReason: "", cancelled: false,
-        });
+        }, result.pagesPerRound.slice(1).reduce((n, pages) => n + pages, 0));
       } else {
         if (result.committed === false) {
           await abort();
