@@ -18,7 +18,7 @@ describe("api server - every RPC through ApiClient", () => {
   });
   afterAll(() => h.close());
 
-  it("api server - Vms: create, get, list, start, pause, resume, save, restore, stop, delete", async () => {
+  it("api server - Vms: create, get, list, set kvp, start, pause, resume, save, restore, stop, delete", async () => {
     const created = await client.createVm({ name: "app-1", memoryBytes: 64 * MiB, vcpus: 2, image: "guests/echo.elf", bootMode: "BOOT_MODE_SBI", bootargs: "console=hvc0" });
     expect(created).toMatchObject({
       name: "app-1",
@@ -40,6 +40,11 @@ describe("api server - every RPC through ApiClient", () => {
     expect(onN2.vms.map((v) => v.name)).toEqual(["db"]);
     const running = await client.listVms({ state: "VM_STATE_RUNNING" });
     expect(running.vms.map((v) => v.name)).toEqual(["web"]);
+
+    expect((await client.setVmKvp({ name: "app-1", key: "app.port", value: "8080" })).hostKvp).toEqual({ "app.port": "8080" });
+    expect((await client.getVm({ name: "app-1" })).hostKvp).toEqual({ "app.port": "8080" });
+    expect((await client.setVmKvp({ name: "app-1", key: "app.port", value: "ignored", delete: true })).hostKvp).toEqual({});
+    expect((await client.getVm({ name: "app-1" })).hostKvp).toEqual({});
 
     expect((await client.startVm({ name: "app-1" })).state).toBe("VM_STATE_RUNNING");
     expect((await client.pauseVm({ name: "app-1" })).state).toBe("VM_STATE_PAUSED");
@@ -152,7 +157,7 @@ describe("api server - errors", () => {
     const calls: Promise<unknown>[] = [
       c.getVm({ name: "ghost" }), c.startVm({ name: "ghost" }), c.stopVm({ name: "ghost" }), c.pauseVm({ name: "ghost" }),
       c.resumeVm({ name: "ghost" }), c.saveVm({ name: "ghost", savedState: "s" }), c.restoreVm({ name: "ghost", savedState: "s" }),
-      c.deleteVm({ name: "ghost" }), c.migrate({ vm: "ghost" }),
+      c.deleteVm({ name: "ghost" }), c.setVmKvp({ name: "ghost", key: "k", value: "v" }), c.migrate({ vm: "ghost" }),
     ];
     for (const call of calls) {
       const e = await apiErrorOf(call);

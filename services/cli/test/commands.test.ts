@@ -455,7 +455,16 @@ describe.concurrent("commands - vm migrate", { timeout: 60_000 }, () => {
     expect(r.code).toBe(0);
     const text = r.stdout.replace(/\r/g, "");
     expect(text).toContain("migrating mig-tty [");
-    expect(text).toContain("100% | round 3 stop-and-copy | dirty 20.5 MB/s | 1000.0 MB/s");
+    expect(text).toContain("100% | round 3 stop-and-copy | dirty 20.5 MB/s | 1000.0 MB/s | ETA 0 ms");
+    // the ETA field: "-" before the first round, then each round's ETA (300 ms less 100 ms a round, from the backend), as `formatMs` writes it
+    expect(text).toMatch(/\| round 0 handshake \| dirty - \| - \| ETA -/);
+    // the frames one per line: the terminal's control sequences (clear line, cursor moves) end a frame
+    // eslint-disable-next-line no-control-regex
+    const frames = r.stdout.replace(/\u001b\[[0-9;?]*[A-Za-z]/g, "\n").replace(/\r/g, "\n");
+    const etas = [...frames.matchAll(/\| ETA (.*)$/gm)].map((m) => m[1]);
+    expect(etas.length).toBeGreaterThanOrEqual(2);
+    for (const eta of etas) expect(["-", "200 ms", "100 ms", "0 ms"]).toContain(eta);
+    expect(text).not.toMatch(/ETA (\{etaText\}|undefined|NaN)/);
     expect(text).not.toMatch(/^round 1 \(/m);
     expect(text).toContain("migrated mig-tty from n1 to n2: downtime 12 ms, total 420 ms, 83.9 MB sent, 3 rounds");
   });

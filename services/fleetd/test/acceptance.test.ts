@@ -10,6 +10,7 @@ import { instructionsByVm, sleep, until } from "./helpers.js";
 import { hyperfleet as runCli } from "../../cli/test/helpers.js";
 import { afterAll, describe, expect, it } from "vitest";
 import { LocalCluster, type LocalNode } from "../src/local-cluster.js";
+import { parseRunRecords, runRecordsPath } from "../src/run-records.js";
 
 const MIB = 2 ** 20;
 
@@ -49,6 +50,21 @@ async function startCluster(memoryMib: number): Promise<LocalCluster> {
       console.warn(`fleetd acceptance: the cluster did not start (retrying once): ${why}`);
     }
   }
+}
+
+/**
+ * The runs open on a node by its run records (`<dataDir>/runs.jsonl`): each VM with a `start` and no
+ * `stop` after it in the node's current process (a `boot` line begins a process), with the epoch the
+ * node started it at.
+ */
+function openRuns(dataDir: string): Map<string, number> {
+  const open = new Map<string, number>();
+  for (const r of parseRunRecords(readFileSync(runRecordsPath(dataDir), "utf8"))) {
+    if (r.t === "boot") open.clear();
+    else if (r.t === "start") open.set(r.vm, r.epoch);
+    else if (r.t === "stop") open.delete(r.vm);
+  }
+  return open;
 }
 
 /** The VMs whose instructions advance on `node` between two reads `gapMs` apart. */
@@ -230,6 +246,19 @@ describe("fleetd acceptance", () => {
       for (let i = 1; i < 3 && JSON.stringify(running) !== JSON.stringify(expected.get(n.id)); i++) running = await advancing(n);
       expect({ node: n.id, advancing: running }).toEqual({ node: n.id, advancing: expected.get(n.id) });
     }
+    // what each node itself believes it runs, from its run records (<data-dir>/runs.jsonl): the (owner,
+    // epoch) of every VM in the cluster state is the (node, epoch) of the one open run of it
+    const raft = Object.fromEntries(vms.map((v) => [v.name, `${v.owner}@${v.epoch}`]));
+    const believed = (): Record<string, string> => {
+      const out: Record<string, string[]> = {};
+      for (const n of cluster.nodes) {
+        for (const [vm, epoch] of openRuns(join(cluster.dir, n.id))) (out[vm] ??= []).push(`${n.id}@${epoch}`);
+      }
+      return Object.fromEntries(Object.entries(out).map(([vm, runs]) => [vm, runs.sort().join(",")]));
+    };
+    await until("each node's run records matching the cluster's owners and epochs", 10_000, async () =>
+      (JSON.stringify(Object.entries(believed()).sort()) === JSON.stringify(Object.entries(raft).sort()) ? true : undefined)).catch(() => undefined);
+    expect(believed()).toEqual(raft);
   }, 120_000);
   it("fleetd - stop, start, save, restore, quick migration, drain and SIGTERM through the CLI, owners and epochs agree", async () => {
     const cluster = await startCluster(256);

@@ -14,7 +14,8 @@ import { createWriteStream, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  ApiClient, ApiError, type ApiErrorCode, type ApiStream, type CreateVmInput, type Migration, type MigrationUpdate, type Vm, type VmEvent,
+  API_METHODS, API_PACKAGE, ApiClient, ApiError, type ApiErrorCode, type ApiStream, type CreateVmInput, loadApi, type MethodSpec, methodPath,
+  type Migration, type MigrationUpdate, type Vm, type VmEvent,
 } from "@hyperfleet/api";
 import { sleep, until } from "./helpers.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -230,6 +231,25 @@ async function readConsole(node: LocalNode, vm: string, enough: (history: string
     conn.cancel();
     await Promise.race([reading.catch(() => undefined), sleep(1000)]);
   }
+}
+
+/**
+ * Calls the RPC of `spec` through `c`'s method of the same name with an empty request (the console:
+ * an empty VM name); a unary call's promise, or a stream and how to cancel it.
+ */
+function callWithEmptyRequest(c: ApiClient, spec: MethodSpec): { unary: Promise<unknown> } | { stream: AsyncIterable<unknown>; cancel: () => void } {
+  if (spec.kind === "bidi") {
+    const conn = c.attachConsole("");
+    return { stream: conn.output, cancel: () => conn.cancel() };
+  }
+  const method = (c as unknown as Record<string, unknown>)[spec.backend];
+  if (typeof method !== "function") throw new Error(`ApiClient has no method ${String(spec.backend)}`);
+  const result = (method as (request: object) => unknown).call(c, {});
+  if (spec.kind === "server-stream") {
+    const stream = result as ApiStream<unknown>;
+    return { stream, cancel: () => stream.cancel() };
+  }
+  return { unary: result as Promise<unknown> };
 }
 
 /** Waits (bounded) for the migration to end as `client`'s node knows it. */
@@ -577,6 +597,55 @@ describe("Vms", () => {
     expect(second.history).toContain("dirtier: heartbeat 1 (");
     expect(Math.min(...heartbeats(second.live))).toBeGreaterThan(Math.max(...heartbeats(second.history)));
     await w.deleteVm({ name: "api-console", force: true });
+  });
+
+  it("Vms.SetKvp sets, replaces and deletes a host KVP value that every node reads back; refuses an unknown VM (NOT_FOUND), a bad key or value (INVALID_ARGUMENT naming it) and a caller without the token (UNAUTHENTICATED)", async () => {
+    const w = writer();
+    const r = reader();
+    const name = "api-kvp";
+    await w.createVm(small(name, false));
+    const hostKvpOn = async (client: ApiClient, expected: Record<string, string>): Promise<void> => {
+      await vmWhere(client, name, `host KVP ${JSON.stringify(expected)}`, (v) => JSON.stringify(v.hostKvp) === JSON.stringify(expected), 10_000);
+    };
+
+    const set = await w.setVmKvp({ name, key: "app.port", value: "8080" });
+    expect(set.hostKvp).toEqual({ "app.port": "8080" });
+    // the limits exactly: a 63-byte key (two-byte characters count twice) and a 255-byte value
+    const longKey = `${"é".repeat(31)}k`;
+    const longValue = "v".repeat(255);
+    expect((await w.setVmKvp({ name, key: longKey, value: longValue })).hostKvp).toEqual({ "app.port": "8080", [longKey]: longValue });
+    for (const n of [followers[1], leader]) await hostKvpOn(api(n), { "app.port": "8080", [longKey]: longValue });
+    // a new value replaces the old one; an empty value is a value
+    await w.setVmKvp({ name, key: "app.port", value: "9090" });
+    await w.setVmKvp({ name, key: "app.empty", value: "" });
+    await hostKvpOn(r, { "app.empty": "", "app.port": "9090", [longKey]: longValue });
+    // delete removes the key (its value is ignored); deleting a key that is not set changes nothing
+    const deleted = await w.setVmKvp({ name, key: longKey, value: "ignored", delete: true });
+    expect(deleted.hostKvp).toEqual({ "app.empty": "", "app.port": "9090" });
+    await w.setVmKvp({ name, key: "never.set", delete: true });
+    await hostKvpOn(r, { "app.empty": "", "app.port": "9090" });
+    await hostKvpOn(api(leader), { "app.empty": "", "app.port": "9090" });
+
+    await refused(w.setVmKvp({ name: "api-none", key: "k", value: "v" }), "NOT_FOUND", /api-none/);
+    await refused(r.getVm({ name: "api-none" }), "NOT_FOUND", /api-none/);
+    const badKeys: [string, string][] = [["a=b", "a '='"], ["", "empty"], ["k".repeat(64), "64 bytes"], ["é".repeat(32), "64 bytes of UTF-8"], ["a\tb", "a control character"]];
+    for (const [key, why] of badKeys) {
+      const e = await refused(w.setVmKvp({ name, key, value: "v" }), "INVALID_ARGUMENT", /^key: must be 1 to 63 bytes/);
+      expect(e?.fields, `a key with ${why}`).toEqual(["key"]);
+    }
+    for (const value of ["v".repeat(256), "é".repeat(128), "a\nb"]) {
+      const e = await refused(w.setVmKvp({ name, key: "app.port", value }), "INVALID_ARGUMENT", /^value: must be at most 255 bytes/);
+      expect(e?.fields).toEqual(["value"]);
+    }
+    const both = await refused(w.setVmKvp({ name: "Bad Name", key: "x=y", value: "v".repeat(300) }), "INVALID_ARGUMENT", /^name: .*; key: .*; value: /);
+    expect(both?.fields).toEqual(["name", "key", "value"]);
+    for (const token of [undefined, "not-the-token"]) {
+      await refused(rawClient(followers[0].apiAddress, token).setVmKvp({ name, key: "app.port", value: "1" }), "UNAUTHENTICATED", token === undefined ? /credentials|authorization/ : /token/);
+    }
+    // none of the refusals changed anything, on any node
+    for (const n of nodes()) expect((await api(n).getVm({ name })).hostKvp, `host KVP on ${n.id}`).toEqual({ "app.empty": "", "app.port": "9090" });
+    await w.deleteVm({ name });
+    await gone(r, name);
   });
 });
 
@@ -1078,6 +1147,53 @@ describe("authentication", () => {
     await refused(r.getVm({ name: "api-intruder" }), "NOT_FOUND", /api-intruder/);
     expect(isRunning(await r.getVm({ name: "api-status" }))).toBe(true);
     expect((await r.listNodes()).nodes.map((x) => x.state)).toEqual(["NODE_STATE_ACTIVE", "NODE_STATE_ACTIVE", "NODE_STATE_ACTIVE"]);
+  });
+
+  it("every RPC of the .proto services, on every node, called without the token or with a wrong one, is refused (UNAUTHENTICATED) before its request is read, and changes nothing", async () => {
+    // the RPCs as the loaded .proto files define them (every service of the package), each matched to its entry in the method table
+    const rpcs = Object.entries(loadApi().packageDefinition)
+      .filter(([name, def]) => name.startsWith(`${API_PACKAGE}.`) && !("format" in def))
+      .flatMap(([, def]) => Object.values(def as Record<string, { path: string; requestStream: boolean; responseStream: boolean }>));
+    expect(rpcs.length).toBeGreaterThanOrEqual(26);
+    const specs = rpcs.map((m) => {
+      const spec = API_METHODS.find((s) => methodPath(s) === m.path);
+      expect(spec, `the method table's entry for ${m.path}`).toBeDefined();
+      expect({ path: m.path, kind: spec!.kind }).toEqual({ path: m.path, kind: m.requestStream ? "bidi" : m.responseStream ? "server-stream" : "unary" });
+      return spec!;
+    });
+    expect(specs.map(methodPath).sort()).toEqual(API_METHODS.map(methodPath).sort());
+    const before = {
+      vms: (await reader().listVms()).vms.map((v) => ({ name: v.name, owner: v.owner, epoch: v.epoch, desiredState: v.desiredState })),
+      nodes: (await reader().listNodes()).nodes.map((n) => ({ id: n.id, state: n.state })),
+      members: (await reader().listMembers()).members.map((m) => ({ id: m.id, role: m.role })),
+      migrations: (await reader().listMigrations()).migrations.length,
+    };
+
+    const refusedBy: string[] = [];
+    for (const token of [undefined, "not-the-token"]) {
+      const why = token === undefined ? /credentials|authorization/ : /token/;
+      for (const n of nodes()) {
+        const c = rawClient(n.apiAddress, token);
+        for (const spec of specs) {
+          // an empty request: a server that read it before the credentials would answer INVALID_ARGUMENT or NOT_FOUND
+          const call = callWithEmptyRequest(c, spec);
+          const what = `${methodPath(spec)} on ${n.id} ${token === undefined ? "without a token" : "with a wrong token"}`;
+          const e = "unary" in call
+            ? await refused(call.unary, "UNAUTHENTICATED", why)
+            : await streamRefused(call.stream, call.cancel, "UNAUTHENTICATED", why);
+          expect(e?.code, what).toBe("UNAUTHENTICATED");
+          refusedBy.push(`${methodPath(spec)} ${n.id}`);
+        }
+      }
+    }
+    expect(refusedBy).toHaveLength(2 * nodes().length * specs.length);
+    const after = {
+      vms: (await reader().listVms()).vms.map((v) => ({ name: v.name, owner: v.owner, epoch: v.epoch, desiredState: v.desiredState })),
+      nodes: (await reader().listNodes()).nodes.map((n) => ({ id: n.id, state: n.state })),
+      members: (await reader().listMembers()).members.map((m) => ({ id: m.id, role: m.role })),
+      migrations: (await reader().listMigrations()).migrations.length,
+    };
+    expect(after).toEqual(before);
   });
 });
 
