@@ -325,16 +325,16 @@ describe("migration - the commit point decides", () => {
     const session = 21;
     const link = memoryLink();
     const resumes: string[] = [];
-    let source: MigrationSource | undefined;
     const destination = new MigrationDestination(b, link.destination, session, undefined, undefined, {
       commit: async () => {
-        refused = !source!.cancel("too late");
+        // asked once State arrived (the source below exists by then)
+        refused = !source.cancel("too late");
         return true;
       },
       beforeResume: () => resumes.push(b.get("vm1")?.state ?? "none"),
     });
     const spec = vm.spec;
-    source = new MigrationSource(
+    const source: MigrationSource = new MigrationSource(
       { vm: vm.worker!, name: spec.name, memoryBytes: spec.memoryBytes, vcpus: spec.vcpus, boot: spec.boot, bootargs: spec.bootargs },
       link.source, session,
     );
