@@ -47,19 +47,6 @@ const onConsole = (bytes: Uint8Array): void => {
   post({ type: "console", bytes }, [bytes.buffer as ArrayBuffer]);
 };
 let partition!: Partition;
-/**
- * The switchover's save (source) and restore (destination) run while the vCPUs stand still, and a
- * cold path costs 10-50 times a warm one (a restore: ~2 ms the first time, ~40 µs once compiled).
- * So a worker runs them this many times beforehand, a few at a time while it would otherwise wait
- * or between slices of guest time: an incoming migration's worker while it awaits its state, a
- * source's once its migration starts dirty logging.
- */
-const WARM_RUNS = 400;
-/** Saves still to run before the source's Freeze (see WARM_RUNS). */
-let warmSaves = 0;
-/** The awaited state's stand-in for warm restores (the new partition's own state), and how many are left. */
-let warmState: Uint8Array | undefined;
-let warmRestores = WARM_RUNS;
 
 function build(): void {
   if (data.awaitState === true) {
@@ -70,8 +57,8 @@ function build(): void {
       offers: data.offers,
     });
     partition.freezeTime();
-    warmState = concat(savePartition(partition, { memory: false }));
-    for (let i = 0; i < 5; i++) restorePartitionInto(partition, warmState, { memoryInPlace: true, paused: true });
+    const warm = concat(savePartition(partition, { memory: false }));
+    for (let i = 0; i < 5; i++) restorePartitionInto(partition, warm, { memoryInPlace: true, paused: true });
   } else if (data.snapshot !== undefined) {
     partition = restorePartition(data.snapshot, {
       clock: systemClock, pool, ept, onConsole, memoryInPlace: data.memoryInPlace, paused: data.startPaused === true,
@@ -214,14 +201,12 @@ function serveCommand(): void {
     }
     case Command.DirtyStart:
       partition.startDirtyLog();
-      // A migration begins: warm the save path of its stop-and-copy (Freeze), a few runs now and the
-      // rest between slices of guest time (WARM_RUNS).
+      // A migration begins: run the save path a few times now, so that its stop-and-copy (Freeze)
+      // does not pay for compiling it while the vCPUs stand still.
       for (let i = 0; i < 5; i++) savePartition(partition, { memory: false });
-      warmSaves = WARM_RUNS;
       break;
     case Command.DirtyStop:
       partition.stopDirtyLog();
-      warmSaves = 0;
       break;
     case Command.Throttle:
       throttlePercent = Math.max(0, Math.min(99, Atomics.load(control, ARGUMENT)));
@@ -332,13 +317,6 @@ async function awaitState(): Promise<void> {
       continue;
     }
     const m = stateMessage;
-    if (m === undefined && warmState !== undefined && warmRestores > 0) {
-      // Nothing to do yet: warm the restore path (one run at a time, so a Restore waits one at most).
-      warmRestores--;
-      restorePartitionInto(partition, warmState, { memoryInPlace: true, paused: true });
-      if (warmRestores % 16 === 0) await tick(); // let a "restore" message in
-      continue;
-    }
     if (m !== undefined) {
       stateMessage = undefined;
       try {
@@ -384,8 +362,6 @@ async function main(): Promise<void> {
       result = partition.step(batch);
     }
     if (partition.halted !== undefined) break;
-    // A migration is under way: warm its switchover's save, a few runs per slice (WARM_RUNS).
-    for (let i = 0; i < 4 && warmSaves > 0 && !paused; i++, warmSaves--) savePartition(partition, { memory: false });
     if (!paused && result.idle) {
       const wakeAt = Math.min(result.wakeAtTicks, pauseAtTicks ?? Infinity);
       const waitMs = (wakeAt - partition.mtime()) / TICKS_PER_MS;
