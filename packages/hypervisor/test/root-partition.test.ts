@@ -39,9 +39,31 @@ describe("root-partition - child partitions through one API", () => {
         expect(text(vm.consoleHistory())).toContain("Hello");
         await root.destroy(name);
       }
-      // the last take started a new spare; it comes up in the background (bounded wait)
+      // the last take starts a new spare after the refill delay; it comes up in the background (bounded wait)
+      for (let i = 0; i < 200 && root.spareWorkersReady < 1; i++) await sleep(20);
+      expect(root.spareWorkersReady).toBe(1);
+    } finally {
+      await root.close();
+    }
+  });
+
+  it("spare VM workers: a take's replacement waits out the refill delay, so it does not compete with the VM just started", async () => {
+    const root = new RootPartition(64 * MiB, { spareWorkers: 1, spareRefillDelayMs: 400 });
+    try {
       for (let i = 0; i < 100 && root.spareWorkersReady < 1; i++) await sleep(20);
       expect(root.spareWorkersReady).toBe(1);
+      const vm = root.create({ name: "r-1", memoryBytes: 8 * MiB });
+      const started = vm.start({ image: guestElf("hello") }); // takes the spare at once
+      const takenBy = performance.now();
+      await started;
+      expect(root.spareWorkersReady).toBe(0);
+      await sleep(200);
+      expect(root.spareWorkersReady).toBe(0); // no replacement yet
+      for (let i = 0; i < 200 && root.spareWorkersReady < 1; i++) await sleep(10);
+      expect(root.spareWorkersReady).toBe(1);
+      expect(performance.now() - takenBy).toBeGreaterThanOrEqual(395);
+      await vm.worker!.exited;
+      await root.destroy("r-1");
     } finally {
       await root.close();
     }

@@ -137,12 +137,13 @@ export class RootPartition {
    * `hostMemoryBytes`: the node's memory for guests (a multiple of 4 KiB, at most 2 GiB).
    * `prefault`: commit that memory now rather than page by page as guests first touch it.
    * `spareWorkers`: VM worker threads kept started, so that a VM start or an incoming migration
-   * does not wait for one (0, the default: each VM starts its own).
+   * does not wait for one (0, the default: each VM starts its own); `spareRefillDelayMs`: how long
+   * after one is taken its replacement starts (see SpareWorkers).
    */
-  constructor(hostMemoryBytes: number, options: { prefault?: boolean; spareWorkers?: number } = {}) {
+  constructor(hostMemoryBytes: number, options: { prefault?: boolean; spareWorkers?: number; spareRefillDelayMs?: number } = {}) {
     this.pool = new FramePool(hostMemoryBytes);
     if (options.prefault === true) this.pool.prefault();
-    this.spares = options.spareWorkers !== undefined && options.spareWorkers > 0 ? new SpareWorkers(options.spareWorkers) : undefined;
+    this.spares = options.spareWorkers !== undefined && options.spareWorkers > 0 ? new SpareWorkers(options.spareWorkers, options.spareRefillDelayMs) : undefined;
   }
 
   /** Spare VM workers started and waiting for a VM. */

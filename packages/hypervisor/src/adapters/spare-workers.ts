@@ -2,7 +2,11 @@
  * VM worker threads started ahead of need. Starting a worker thread loads and compiles the whole
  * hypervisor (~150-200 ms here); a spare has done that already and becomes a VM as soon as it gets
  * the VM's data, so a VM start or an incoming migration does not wait for it. After each `take()`
- * a new spare starts in the background. Spares do not keep the process alive.
+ * a new spare starts in the background once `refillDelayMs` have passed: the start-up takes a core
+ * for that long, and at once it would compete with the VM that was just given its worker (an incoming
+ * migration's switchover comes a few ms after the take: measured, its restore waited 1-8 ms behind
+ * the new thread's start-up on two cores). A take that finds no spare starts a thread itself.
+ * Spares do not keep the process alive.
  */
 import { Worker } from "node:worker_threads";
 
@@ -12,14 +16,24 @@ export interface SpareWorkerData {
 }
 
 const WORKER_URL = new URL("./vm-worker.js", import.meta.url);
+/** Default wait from a take to its replacement's start (see the class). */
+export const REFILL_DELAY_MS = 1000;
 
 export class SpareWorkers {
   private readonly idle: Worker[] = [];
+  private readonly refills = new Set<NodeJS.Timeout>();
   private closed = false;
 
-  /** `count`: spares kept ready (0 turns the pool off: every take starts a thread then). */
-  constructor(readonly count = 1) {
+  /**
+   * `count`: spares kept ready (0 turns the pool off: every take starts a thread then).
+   * `refillDelayMs`: how long after a take its replacement starts.
+   */
+  constructor(
+    readonly count = 1,
+    readonly refillDelayMs = REFILL_DELAY_MS,
+  ) {
     if (!Number.isInteger(count) || count < 0 || count > 16) throw new RangeError(`spare VM workers: count must be 0 to 16, got ${count}`);
+    if (!Number.isFinite(refillDelayMs) || refillDelayMs < 0) throw new RangeError(`spare VM workers: refill delay must be 0 ms or more, got ${refillDelayMs}`);
     for (let i = 0; i < count; i++) this.spawn();
   }
 
@@ -34,13 +48,22 @@ export class SpareWorkers {
     worker.removeAllListeners("exit");
     worker.removeAllListeners("error");
     worker.ref();
-    if (!this.closed) this.spawn();
+    if (!this.closed) {
+      const timer = setTimeout(() => {
+        this.refills.delete(timer);
+        if (!this.closed && this.idle.length < this.count) this.spawn();
+      }, this.refillDelayMs);
+      timer.unref();
+      this.refills.add(timer);
+    }
     return worker;
   }
 
   /** Stops the spares (a taken worker belongs to its VM and is not affected). */
   async close(): Promise<void> {
     this.closed = true;
+    for (const timer of this.refills) clearTimeout(timer);
+    this.refills.clear();
     const spares = this.idle.splice(0);
     await Promise.all(spares.map((w) => w.terminate()));
   }
