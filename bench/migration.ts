@@ -220,7 +220,10 @@ async function runCase(name: string, natsUrl: string, session: number, nodes: No
 export async function migrationBench(args: string[]): Promise<{ table: string; json: unknown }> {
   const all = RAMS.flatMap((r) => Object.keys(WORKLOADS).flatMap((w) => Object.keys(BANDWIDTHS).map((b) => `ram${r}-${w}-${b}`)));
   const i = args.indexOf("--case");
-  const cases = i >= 0 ? [args[i + 1] ?? ""] : all;
+  const r = args.indexOf("--repeat");
+  const repeat = r >= 0 ? Number(args[r + 1]) : 1;
+  if (!(Number.isInteger(repeat) && repeat >= 1 && repeat <= 100)) throw new Error(`--repeat: 1 to 100, got "${args[r + 1]}"`);
+  const cases = (i >= 0 ? [args[i + 1] ?? ""] : all).flatMap((c) => Array<string>(repeat).fill(c));
   for (const c of cases) if (!all.includes(c)) throw new Error(`unknown case "${c}"; one of: ${all.join(", ")}`);
   const s = args.indexOf("--streams");
   const streams = s >= 0 ? Number(args[s + 1]) : undefined;
