@@ -59,6 +59,24 @@ function descendants(pid: number): { pid: number; cmdline: string }[] {
   return out;
 }
 
+/** Runs `hyperfleet up ARGS` and waits (30 s at most) until it says the cluster is up; returns what it printed so far. */
+async function up(args: string[]): Promise<{ child: ChildProcess; out: string }> {
+  const child = spawn(process.execPath, [CLI_MAIN, "up", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  started.push(child);
+  let out = "";
+  let err = "";
+  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+  const ready = new Promise<void>((resolveReady, reject) => {
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (out.includes("Ctrl-C stops the cluster.")) resolveReady();
+    });
+    child.once("exit", (code) => reject(new Error(`hyperfleet up exited ${code}: ${err}`)));
+  });
+  await Promise.race([ready, new Promise((_, reject) => setTimeout(() => reject(new Error(`not up within 30 s: ${out} ${err}`)), 30_000))]);
+  return { child, out };
+}
+
 describe("up", () => {
   it("up - parses its options and names a bad one", () => {
     expect(parseUpArgs([])).toEqual({ nodes: 3, dir: ".hyperfleet", memoryMib: 512 });
@@ -71,19 +89,7 @@ describe("up", () => {
 
   it("up - hyperfleet up starts a healthy cluster, writes cluster.json and stops it all on SIGINT", async () => {
     expect(existsSync(CLI_MAIN)).toBe(true);
-    const child = spawn(process.execPath, [CLI_MAIN, "up", "--nodes", "1", "--dir", dir, "--memory-mib", "64"], { stdio: ["ignore", "pipe", "pipe"] });
-    started.push(child);
-    let out = "";
-    let err = "";
-    child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-    const ready = new Promise<void>((resolveReady, reject) => {
-      child.stdout!.on("data", (d: Buffer) => {
-        out += d.toString();
-        if (out.includes("Ctrl-C stops the cluster.")) resolveReady();
-      });
-      child.once("exit", (code) => reject(new Error(`hyperfleet up exited ${code}: ${err}`)));
-    });
-    await Promise.race([ready, new Promise((_, reject) => setTimeout(() => reject(new Error(`not up within 30 s: ${out} ${err}`)), 30_000))]);
+    const { child, out } = await up(["--nodes", "1", "--dir", dir, "--memory-mib", "64"]);
     for (const m of out.matchAll(/pid (\d+)/g)) nodePids.push(Number(m[1]));
     expect(nodePids).toHaveLength(1);
     const file = JSON.parse(readFileSync(join(dir, CLUSTER_FILE), "utf8")) as ClusterFile;
@@ -102,20 +108,7 @@ describe("up", () => {
   const prometheus = findExecutable("prometheus") !== null;
 
   it(`up - hyperfleet up --nodes 3${prometheus ? " --prometheus" : ""}: every node healthy, a VM created through the CLI runs, SIGINT stops every process it started and exits 0`, async () => {
-    const args = [CLI_MAIN, "up", "--nodes", "3", "--dir", dir3, "--memory-mib", "64", ...(prometheus ? ["--prometheus", "--prometheus-port", "0"] : [])];
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
-    started.push(child);
-    let out = "";
-    let err = "";
-    child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
-    const ready = new Promise<void>((resolveReady, reject) => {
-      child.stdout!.on("data", (d: Buffer) => {
-        out += d.toString();
-        if (out.includes("Ctrl-C stops the cluster.")) resolveReady();
-      });
-      child.once("exit", (code) => reject(new Error(`hyperfleet up exited ${code}: ${err}`)));
-    });
-    await Promise.race([ready, new Promise((_, reject) => setTimeout(() => reject(new Error(`not up within 30 s: ${out} ${err}`)), 30_000))]);
+    const { child, out } = await up(["--nodes", "3", "--dir", dir3, "--memory-mib", "64", ...(prometheus ? ["--prometheus", "--prometheus-port", "0"] : [])]);
     expect(out).toContain("cluster up: 3 nodes");
 
     // one endpoint line per node
