@@ -464,9 +464,7 @@ export class MigrationSource {
       if (word.outcome === "in doubt") {
         // The destination's word was lost: the commit's own record says which side has the VM.
         const decided = this.options.decide === undefined ? null : await this.options.decide().catch(() => null);
-        if (decided === false) {
-            throw new MigrationError(`${word.reason}; the switchover did not commit`);
-        }
+        if (decided === false) throw new MigrationError(`${word.reason}; the switchover did not commit`);
         this.phase("failed");
         if (logging) await vm.stopDirtyLog().catch(() => undefined);
         return {
@@ -538,9 +536,8 @@ export class MigrationSource {
     const lane = this.lanes[0]!;
     let sentAt = this.timers.now();
     try {
-      // not sendOn: a pace wait or a failure noticed before the send would leave State unsent
-      // (then the outcome is not in doubt at all, but the caller cannot tell: keep it simple and
-      // treat every failure from here as in doubt)
+      // Straight to the transport (no pacing, no failure check first). A send that fails may still
+      // have gone out (a transport's rejection does not say it did not), so that is doubt as well.
       const frame = lane.writer.frame(MessageType.State, state);
       await lane.transport.send(frame);
       this.bytesSent += frame.length;
