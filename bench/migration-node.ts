@@ -12,11 +12,12 @@
 import { createInterface } from "node:readline";
 import { connect } from "@nats-io/transport-node";
 import { RootPartition } from "@hyperfleet/hypervisor";
-import { MigrationDestination, NatsTransport } from "@hyperfleet/migration";
+import { MigrationDestination, NatsTransport, warmCodec } from "@hyperfleet/migration";
 
 const [url, memoryText, extraText = "0"] = process.argv.slice(2);
 const say = (v: Record<string, unknown>): void => void process.stdout.write(`${JSON.stringify(v)}\n`);
 const root = new RootPartition(Number(memoryText) * 2 ** 20, { prefault: true, spareWorkers: 1 });
+warmCodec(); // as fleetd does when it starts
 const nc = await connect({ servers: url! });
 const extra = await Promise.all(Array.from({ length: Number(extraText) }, () => connect({ servers: url! })));
 for (let i = 0; i < 250 && root.spareWorkersReady < 1; i++) await new Promise((r) => setTimeout(r, 20));

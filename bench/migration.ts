@@ -18,7 +18,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
 import { RootPartition } from "@hyperfleet/hypervisor";
-import { LocalNatsServer, MigrationSource, NatsTransport, SentPages, type MigrationResult } from "@hyperfleet/migration";
+import { LocalNatsServer, MigrationSource, NatsTransport, SentPages, warmCodec, type MigrationResult } from "@hyperfleet/migration";
 import { round, table } from "./stats.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -87,8 +87,9 @@ async function tcpCeiling(): Promise<number> {
 
 /**
  * Two nodes as they are in service, in two processes as in a cluster: host memory committed
- * (prefaulted) when a node starts, a spare VM worker started, and a reserved cache of last-sent pages
- * on the source, reused by every case of one guest RAM size. (Fresh memory costs ~13 µs per 4 KiB
+ * (prefaulted) when a node starts, a spare VM worker started, the page codec warmed (warmCodec, as
+ * fleetd does at start), and a reserved cache of last-sent pages on the source, reused by every case
+ * of one guest RAM size. (Fresh memory costs ~13 µs per 4 KiB
  * page on first touch on this kind of host.) The receiving node is bench/migration-node.ts.
  */
 interface Nodes {
@@ -149,6 +150,7 @@ async function nodesFor(ramMiB: number, natsUrl: string, streams: number | undef
   const b = new DestinationNode(natsUrl, ramMiB + 64, Math.max(0, (streams ?? 1) - 1));
   const cache = new SentPages({ budgetBytes: ramMiB * MiB });
   cache.reserve();
+  warmCodec(); // as fleetd does when it starts
   const nodes = { a: new RootPartition((ramMiB + 64) * MiB, { prefault: true, spareWorkers: 1 }), b, cache, streams };
   await b.next("ready");
   return nodes;

@@ -12,6 +12,7 @@ import {
   encodeDelta,
   pageChecksum,
   SentPages,
+  warmCodec,
   type BatchEntry,
 } from "../src/codec/index.js";
 
@@ -381,5 +382,12 @@ describe("codec bench - runs every case", () => {
     for (const r of results) expect(r.mbPerSecond).toBeGreaterThan(0);
     const deltaBatch = results.find((r) => r.name === "batch encode (1 word changed per page)")!;
     expect(deltaBatch.ratio).toBeLessThan(0.01);
+  });
+});
+
+describe("codec warm-up", () => {
+  it("warmCodec carries its pages through the sender's and the receiver's paths (full, one-word deltas, zero pages) and they end equal", () => {
+    expect(warmCodec(64, 3)).toBe(192);
+    expect(warmCodec()).toBe(2048);
   });
 });

@@ -12,6 +12,7 @@
  */
 import { realpathSync } from "node:fs";
 import { pathToFileURL } from "node:url";
+import { warmCodec } from "@hyperfleet/migration";
 import { FleetdConfigError, parseConfig, type FleetdConfig } from "./config.js";
 import { FleetdNode } from "./node.js";
 
@@ -28,6 +29,8 @@ async function main(): Promise<void> {
     process.stderr.write(`fleetd: ${e.message}\n`);
     process.exit(2);
   }
+  // the page codec compiled now, not inside the first incoming or outgoing migration's downtime
+  warmCodec();
   const node = await FleetdNode.start(config, { info: (m) => log("info", m), warn: (m) => log("warn", m) }, (error) => {
     log("error", `${error.name}: ${error.message}`);
     process.exit(1);

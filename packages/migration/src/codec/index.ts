@@ -26,4 +26,5 @@ export {
 } from "./page-batch.js";
 export type { BatchBuilderStats, BatchEntry, BatchOptions, PageKind } from "./page-batch.js";
 export { codecBench } from "./bench.js";
+export { warmCodec } from "./warm.js";
 export type { CodecBenchOptions, CodecBenchResult } from "./bench.js";
