@@ -226,6 +226,7 @@ export class MigrationDestination {
    * above). Failures before the commit point are thrown (the caller tears down and says Abandon).
    */
   private async switchover(stateAt: number, restoredAt: number): Promise<void> {
+    if (this.state !== "receiving") return; // failed meanwhile (a page stream broke): torn down already
     this.state = "committing";
     this.stopWatchdog();
     let committed: boolean;
@@ -281,7 +282,7 @@ export class MigrationDestination {
       this.lastFrameAt = this.timers.now();
       lane.queue = lane.queue.then(() => this.receiveOnLane(lane, k, data));
     });
-    transport.onError((e) => void this.fail(`page stream ${k} failed: ${e.message}`, true));
+    transport.onError((e) => void this.laneFailed(`page stream ${k} failed: ${e.message}`));
   }
 
   private async receiveOnLane(lane: InLane, k: number, data: Uint8Array): Promise<void> {
@@ -295,8 +296,18 @@ export class MigrationDestination {
       this.laneProgress?.();
       await lane.transport.send(lane.writer.frame(MessageType.Ack, ackPayload(f.seq)));
     } catch (e) {
-      await this.fail(`page stream ${k}: ${(e as Error).message}`, true);
+      await this.laneFailed(`page stream ${k}: ${(e as Error).message}`);
     }
+  }
+
+  /**
+   * A page stream failed or broke the protocol. Before State that ends the migration here; once State
+   * came, every stream had delivered what it counts and the commit may be under way: nothing of
+   * theirs matters any more, and tearing down now could lose a VM whose switchover commits.
+   */
+  private async laneFailed(reason: string): Promise<void> {
+    if (this.state !== "handshake" && this.state !== "receiving") return;
+    await this.fail(reason, true);
   }
 
   /** Resolves once every page stream has applied the batches State counts (within the peer timeout). */

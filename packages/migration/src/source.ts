@@ -575,18 +575,20 @@ export class MigrationSource {
         pagesFrames: 0,
       };
       const reader = new FrameReader(this.writer.session);
+      // Once State is out a page stream has nothing left to carry (the destination restores only once
+      // each delivered what State counts): its failure then no longer matters.
       transport.onFrame((data) => {
         try {
           const frame = reader.read(data);
           if (frame.type !== MessageType.Ack) throw new ProtocolError(`unexpected ${typeName(frame.type)} on page stream ${k}`);
           lane.inbox.push(frame);
         } catch (e) {
-          this.failure ??= e as Error;
+          if (!this.handedOver) this.failure ??= e as Error;
         }
         this.wake();
       });
       transport.onError((e) => {
-        this.failure ??= new MigrationError(`page stream ${k}: ${e.message}`);
+        if (!this.handedOver) this.failure ??= new MigrationError(`page stream ${k}: ${e.message}`);
         this.wake();
       });
       this.lanes.push(lane);

@@ -175,6 +175,34 @@ describe("migration - several page streams", () => {
     beats.forEach((n, i) => expect(n).toBe(i + 1));
   }, 30_000);
 
+  it("a page stream failing once State came changes nothing: the destination commits and runs the VM, the source does not take it back", async () => {
+    const { a, b, vm } = await twoNodes("rate=5000 ws=4");
+    cleanups.push(() => destroyAll(a, b));
+    let broken = false;
+    let armed = false;
+    const link = memoryLink({ streams: { 1: { toSource: { failAt: () => armed } } } });
+    const destination = new MigrationDestination(b, link.destination, 25, undefined, undefined, {
+      commit: async () => {
+        // the commit is under way: page stream 1 breaks (its destination end sends, and the link fails)
+        armed = true;
+        await (await link.destination.stream!(1)).send(new Uint8Array(1)).catch(() => (broken = true));
+        await sleep(50);
+        return true;
+      },
+    });
+    const spec = vm.spec;
+    const result = await new MigrationSource(
+      { vm: vm.worker!, name: spec.name, memoryBytes: spec.memoryBytes, vcpus: spec.vcpus, boot: spec.boot, bootargs: spec.bootargs },
+      link.source, 25, { streams: 3 },
+    ).run();
+    expect(broken).toBe(true);
+    expect(result.ok, JSON.stringify(result)).toBe(true);
+    const incoming = await Promise.race([destination.done, sleep(5000).then(() => ({ ok: false as const, reason: "timeout" }))]);
+    expect(incoming.ok, incoming.ok ? "" : incoming.reason).toBe(true);
+    await a.destroy("vm1");
+    await runsOnlyOn(b.get("vm1")!, [a.get("vm1")]);
+  }, 30_000);
+
   it.each([
     ["a page stream failing", { streams: { 2: { toDestination: { failAt: (n: number) => n === 2 } } } }, /page stream 2/],
     ["a batch lost on a page stream", { streams: { 1: { toDestination: { drop: (n: number) => n === 1 } } } }, /out-of-order|stopped answering|did not deliver|abandoned/],
