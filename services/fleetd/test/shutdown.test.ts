@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ApiClient, type Vm } from "@hyperfleet/api";
 import { afterAll, describe, expect, it } from "vitest";
-import { fleetdMainPath, httpStatus, LocalCluster, stopProcess, type LocalNode } from "../src/local-cluster.js";
+import { fleetdMainPath, httpStatus, LocalCluster, localNodeEnv, stopProcess, type LocalNode } from "../src/local-cluster.js";
 import { follow, instructionsOf, sleep, until } from "./helpers.js";
 
 const MIB = 2 ** 20;
@@ -50,20 +50,11 @@ function logTail(id: string): string {
 /** Starts `node` again as `LocalCluster` started it: same id, addresses, data directory and cluster. */
 function startAgain(node: LocalNode): ChildProcess {
   const c = cluster!;
+  const peers = c.nodes.map((n) => `${n.id}=${n.raftAddress}`).join(",");
+  const self = { id: node.id, api: node.apiAddress, raft: node.raftAddress, http: node.httpAddress };
   const env: NodeJS.ProcessEnv = {
     ...process.env,
-    HYPERFLEET_STORAGE_DIR: join(c.dir, "storage"),
-    HYPERFLEET_LEASE_MS: LEASE_MS,
-    HYPERFLEET_ID: node.id,
-    HYPERFLEET_CLUSTER_ID: "local",
-    HYPERFLEET_CLUSTER_TOKEN: c.token,
-    HYPERFLEET_DATA_DIR: join(c.dir, node.id),
-    HYPERFLEET_LISTEN_API: node.apiAddress,
-    HYPERFLEET_LISTEN_RAFT: node.raftAddress,
-    HYPERFLEET_LISTEN_HTTP: node.httpAddress,
-    HYPERFLEET_PEERS: c.nodes.map((n) => `${n.id}=${n.raftAddress}`).join(","),
-    HYPERFLEET_NATS_URL: c.natsUrl,
-    HYPERFLEET_MEMORY_MIB: String(MEMORY_MIB),
+    ...localNodeEnv({ memoryMib: MEMORY_MIB, env: { HYPERFLEET_LEASE_MS: LEASE_MS } }, c.dir, self, peers, c.natsUrl, c.token),
   };
   const child = spawn(process.execPath, [fleetdMainPath()], { env, stdio: ["ignore", "ignore", "pipe"] });
   child.stderr?.pipe(createWriteStream(join(c.dir, `${node.id}.log`), { flags: "a" }));
