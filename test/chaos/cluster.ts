@@ -13,7 +13,7 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFi
 import { connect } from "node:net";
 import { join } from "node:path";
 import { ApiClient } from "../../packages/api/src/index.js";
-import { fleetdMainPath, freePort, httpStatus, stopProcess } from "../../services/fleetd/src/local-cluster.js";
+import { fleetdMainPath, freePort, httpStatus, localNodeEnv, stopProcess } from "../../services/fleetd/src/local-cluster.js";
 import { parseRunRecords, runRecordsPath, type RunRecord } from "../../services/fleetd/src/run-records.js";
 import { FaultProxy } from "./proxy.js";
 
@@ -111,20 +111,11 @@ export class ChaosCluster {
       for (const p of plan) {
         const peers = plan.map((q) => `${q.id}=${q === p ? `127.0.0.1:${q.raft}` : cluster.raftProxies.get(`${p.id}>${q.id}`)!.address}`).join(",");
         const dataDir = join(options.dir, p.id);
+        const self = { id: p.id, api: `127.0.0.1:${p.api}`, raft: `127.0.0.1:${p.raft}`, http: `127.0.0.1:${p.http}` };
+        const natsUrl = `nats://${cluster.natsProxies.get(p.id)!.address}`;
         const env: NodeJS.ProcessEnv = {
           ...process.env,
-          HYPERFLEET_STORAGE_DIR: join(options.dir, "storage"),
-          ...options.env,
-          HYPERFLEET_ID: p.id,
-          HYPERFLEET_CLUSTER_ID: "chaos",
-          HYPERFLEET_CLUSTER_TOKEN: cluster.token,
-          HYPERFLEET_DATA_DIR: dataDir,
-          HYPERFLEET_LISTEN_API: `127.0.0.1:${p.api}`,
-          HYPERFLEET_LISTEN_RAFT: `127.0.0.1:${p.raft}`,
-          HYPERFLEET_LISTEN_HTTP: `127.0.0.1:${p.http}`,
-          HYPERFLEET_PEERS: peers,
-          HYPERFLEET_NATS_URL: `nats://${cluster.natsProxies.get(p.id)!.address}`,
-          HYPERFLEET_MEMORY_MIB: String(options.memoryMib),
+          ...localNodeEnv({ memoryMib: options.memoryMib, env: options.env, clusterId: "chaos" }, options.dir, self, peers, natsUrl, cluster.token),
         };
         cluster.nodes.push({ id: p.id, apiAddress: `127.0.0.1:${p.api}`, httpAddress: `127.0.0.1:${p.http}`, raftPort: p.raft, dataDir, env, process: null });
       }

@@ -108,10 +108,11 @@ export async function stopProcess(child: ChildProcess, graceMs = 5000, signal: N
 
 /**
  * The `HYPERFLEET_*` environment of node `node.id` (docker-compose.yml gives its nodes the same keys):
- * `peers` is "id=raftAddress,...", the data under `<dir>/<id>`, the cluster storage `<dir>/storage`.
+ * `peers` is "id=raftAddress,...", the data under `<dir>/<id>`, the cluster storage `<dir>/storage`,
+ * the cluster id `clusterId` ("local" unless given).
  */
 export function localNodeEnv(
-  options: Pick<LocalClusterOptions, "memoryMib" | "imageDir" | "env" | "nodeEnv">, dir: string,
+  options: Pick<LocalClusterOptions, "memoryMib" | "imageDir" | "env" | "nodeEnv"> & { clusterId?: string }, dir: string,
   node: { readonly id: string; readonly api: string; readonly raft: string; readonly http: string }, peers: string, natsUrl: string, token: string,
 ): Record<string, string> {
   return {
@@ -120,7 +121,7 @@ export function localNodeEnv(
     ...options.env,
     ...options.nodeEnv?.(node.id),
     HYPERFLEET_ID: node.id,
-    HYPERFLEET_CLUSTER_ID: "local",
+    HYPERFLEET_CLUSTER_ID: options.clusterId ?? "local",
     HYPERFLEET_CLUSTER_TOKEN: token,
     HYPERFLEET_DATA_DIR: join(dir, node.id),
     HYPERFLEET_LISTEN_API: node.api,

@@ -19,7 +19,7 @@ import {
 } from "@hyperfleet/api";
 import { sleep, until } from "./helpers.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fleetdMainPath, freePort, LocalCluster, stopProcess, type LocalNode } from "../src/local-cluster.js";
+import { fleetdMainPath, freePort, LocalCluster, localNodeEnv, stopProcess, type LocalNode } from "../src/local-cluster.js";
 
 const MIB = 2 ** 20;
 const UNKNOWN_MIGRATION = "987654321";
@@ -1052,20 +1052,10 @@ async function startJoiner(): Promise<{ process: ChildProcess; apiAddress: strin
   const apiAddress = `127.0.0.1:${await freePort()}`;
   const raftAddress = `127.0.0.1:${await freePort()}`;
   const httpAddress = `127.0.0.1:${await freePort()}`;
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    HYPERFLEET_ID: "n4",
-    HYPERFLEET_CLUSTER_ID: "local",
-    HYPERFLEET_CLUSTER_TOKEN: c.token,
-    HYPERFLEET_DATA_DIR: join(dir, "n4"),
-    HYPERFLEET_LISTEN_API: apiAddress,
-    HYPERFLEET_LISTEN_RAFT: raftAddress,
-    HYPERFLEET_LISTEN_HTTP: httpAddress,
-    HYPERFLEET_PEERS: [...c.nodes.map((n) => `${n.id}=${n.raftAddress}`), `n4=${raftAddress}`].join(","),
-    HYPERFLEET_INITIAL_VOTERS: c.nodes.map((n) => n.id).join(","),
-    HYPERFLEET_NATS_URL: c.natsUrl,
-    HYPERFLEET_MEMORY_MIB: "64",
-  };
+  const peers = [...c.nodes.map((n) => `${n.id}=${n.raftAddress}`), `n4=${raftAddress}`].join(",");
+  const self = { id: "n4", api: apiAddress, raft: raftAddress, http: httpAddress };
+  const joining = { HYPERFLEET_INITIAL_VOTERS: c.nodes.map((n) => n.id).join(",") };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...localNodeEnv({ memoryMib: 64, env: joining }, dir, self, peers, c.natsUrl, c.token) };
   const child = spawn(process.execPath, [fleetdMainPath()], { env, stdio: ["ignore", "ignore", "pipe"] });
   child.stderr?.pipe(createWriteStream(join(dir, "n4.log"), { flags: "a" }));
   extraProcesses.push(child);

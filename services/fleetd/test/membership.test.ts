@@ -8,7 +8,7 @@ import { createWriteStream } from "node:fs";
 import { join } from "node:path";
 import { ApiError, type ApiClient } from "@hyperfleet/api";
 import { afterAll, describe, expect, it } from "vitest";
-import { fleetdMainPath, freePort, httpStatus, stopProcess } from "../src/local-cluster.js";
+import { fleetdMainPath, freePort, httpStatus, localNodeEnv, stopProcess } from "../src/local-cluster.js";
 import { until, useCluster } from "./helpers.js";
 
 const MIB = 2 ** 20;
@@ -34,9 +34,10 @@ describe("membership", () => {
     joiner = spawn(process.execPath, [fleetdMainPath()], {
       env: {
         ...process.env,
-        HYPERFLEET_ID: "n4", HYPERFLEET_CLUSTER_ID: "local", HYPERFLEET_CLUSTER_TOKEN: local.cluster.token, HYPERFLEET_DATA_DIR: join(dir, "n4"),
-        HYPERFLEET_LISTEN_API: apiAddress, HYPERFLEET_LISTEN_RAFT: raft, HYPERFLEET_LISTEN_HTTP: http, HYPERFLEET_PEERS: peers,
-        HYPERFLEET_INITIAL_VOTERS: "n1,n2,n3", HYPERFLEET_NATS_URL: local.cluster.natsUrl, HYPERFLEET_MEMORY_MIB: "128",
+        ...localNodeEnv(
+          { memoryMib: 128, env: { HYPERFLEET_INITIAL_VOTERS: "n1,n2,n3" } }, dir, { id: "n4", api: apiAddress, raft, http }, peers,
+          local.cluster.natsUrl, local.cluster.token,
+        ),
       },
       stdio: ["ignore", "ignore", "pipe"],
     });
