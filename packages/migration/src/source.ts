@@ -456,8 +456,7 @@ export class MigrationSource {
       this.phase("commit");
       const word = await this.handOver(concat([counts, state]));
       const stateSentAt = word.sentAt;
-      mark = stateSentAt;
-      const stateMs = stateSentAt - (stoppedAt + syncMs + pagesMs);
+      const stateMs = stateSentAt - mark; // mark: the last pages sent
       if (word.outcome === "aborted") {
         throw new MigrationError(word.reason);
       }
