@@ -175,11 +175,12 @@ async function runCase(name: string, natsUrl: string, session: number, nodes: No
   try {
     const vm = a.create({ name: "vm", memoryBytes: ramMiB * MiB, bootargs: w.bootargs });
     await vm.start({ image: readFileSync(join(ROOT, "guests", "build", "dirtier.elf")) });
-    // Let the guest reach its steady state: its working set touched (bounded by 15 s).
+    // Let the guest reach its steady state: its working set touched, and the node too: the spare
+    // worker that replaces the one this VM took has started (bounded by 15 s).
     const wsPages = (w.wsMiB * MiB) / 4096;
     const warmEnd = performance.now() + 15_000;
     await sleep(500);
-    while (vm.worker!.ept.presentPages < wsPages && performance.now() < warmEnd) await sleep(200);
+    while ((vm.worker!.ept.presentPages < wsPages || a.spareWorkersReady < 1) && performance.now() < warmEnd) await sleep(200);
     const src = new NatsTransport(ncA, session, "source", { streamConnections: extra });
     await src.ready();
     b.send(`accept ${session}`);

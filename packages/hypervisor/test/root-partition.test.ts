@@ -31,6 +31,10 @@ describe("root-partition - child partitions through one API", () => {
   it("spare VM workers: VMs start from started threads, and the pool refills after each", async () => {
     const root = new RootPartition(64 * MiB, { spareWorkers: 1 });
     try {
+      // a spare counts once its thread has loaded its code, never before (its word comes as a message)
+      expect(root.spareWorkersReady).toBe(0);
+      for (let i = 0; i < 200 && root.spareWorkersReady < 1; i++) await sleep(20);
+      expect(root.spareWorkersReady).toBe(1);
       for (const name of ["s-1", "s-2", "s-3"]) {
         const vm = root.create({ name, memoryBytes: 8 * MiB });
         await vm.start({ image: guestElf("hello") });

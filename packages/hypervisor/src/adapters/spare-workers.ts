@@ -6,9 +6,11 @@
  * for that long, and at once it would compete with the VM that was just given its worker (an incoming
  * migration's switchover comes a few ms after the take: measured, its restore waited 1-8 ms behind
  * the new thread's start-up on two cores). A take that finds no spare starts a thread itself.
+ * A spare counts as ready once its thread says it has loaded its code; a take prefers those.
  * Spares do not keep the process alive.
  */
 import { Worker } from "node:worker_threads";
+import type { WorkerMessage } from "./vm-protocol.js";
 
 /** What a spare worker's `workerData` says; its first message then carries the VmWorkerData. */
 export interface SpareWorkerData {
@@ -21,6 +23,8 @@ export const REFILL_DELAY_MS = 1000;
 
 export class SpareWorkers {
   private readonly idle: Worker[] = [];
+  /** The idle spares whose code has loaded (the rest are still starting). */
+  private readonly loaded = new Set<Worker>();
   private readonly refills = new Set<NodeJS.Timeout>();
   private closed = false;
 
@@ -37,16 +41,22 @@ export class SpareWorkers {
     for (let i = 0; i < count; i++) this.spawn();
   }
 
-  /** Spares ready now. */
+  /** Spares ready now (their code loaded). */
   get ready(): number {
-    return this.idle.length;
+    return this.loaded.size;
   }
 
-  /** A started worker waiting for its VM's data (its first message), ref'd again for its owner. */
+  /**
+   * A started worker waiting for its VM's data (its first message), ref'd again for its owner: a
+   * loaded spare if there is one, else one still starting, else a new thread.
+   */
   take(): Worker {
-    const worker = this.idle.shift() ?? this.start();
+    const i = this.idle.findIndex((w) => this.loaded.has(w));
+    const worker = (i >= 0 ? this.idle.splice(i, 1)[0] : this.idle.shift()) ?? this.start();
+    this.loaded.delete(worker);
     worker.removeAllListeners("exit");
     worker.removeAllListeners("error");
+    worker.removeAllListeners("message");
     worker.ref();
     if (!this.closed) {
       const timer = setTimeout(() => {
@@ -65,6 +75,7 @@ export class SpareWorkers {
     for (const timer of this.refills) clearTimeout(timer);
     this.refills.clear();
     const spares = this.idle.splice(0);
+    this.loaded.clear();
     await Promise.all(spares.map((w) => w.terminate()));
   }
 
@@ -80,9 +91,13 @@ export class SpareWorkers {
     const drop = (): void => {
       const i = this.idle.indexOf(worker);
       if (i >= 0) this.idle.splice(i, 1);
+      this.loaded.delete(worker);
     };
     worker.once("exit", drop);
     worker.once("error", drop);
+    worker.once("message", (m: WorkerMessage) => {
+      if (m.type === "loaded" && this.idle.includes(worker)) this.loaded.add(worker);
+    });
     this.idle.push(worker);
   }
 }

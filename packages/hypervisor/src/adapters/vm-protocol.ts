@@ -128,6 +128,8 @@ export interface VmStats {
 
 /** Messages from the worker. */
 export type WorkerMessage =
+  /** A spare worker has loaded its code and waits for its VM's data (see SpareWorkers). */
+  | { type: "loaded" }
   | { type: "ready" }
   | { type: "paused"; mtimeTicks: number }
   | { type: "console"; bytes: Uint8Array }

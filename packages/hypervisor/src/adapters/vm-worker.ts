@@ -22,7 +22,10 @@ import {
 /** A spare worker (see SpareWorkers) gets its VM's data as its first message. */
 const data: VmWorkerData =
   (workerData as { spare?: boolean } | null)?.spare === true
-    ? await new Promise<VmWorkerData>((resolve) => parentPort!.once("message", (m: { type: "boot"; data: VmWorkerData }) => resolve(m.data)))
+    ? await new Promise<VmWorkerData>((resolve) => {
+        parentPort!.once("message", (m: { type: "boot"; data: VmWorkerData }) => resolve(m.data));
+        parentPort!.postMessage({ type: "loaded" } satisfies WorkerMessage);
+      })
     : (workerData as VmWorkerData);
 const port = parentPort!;
 const control = new Int32Array(data.control);

@@ -142,6 +142,8 @@ export class VmWorker {
     let started = false;
     this.worker.on("message", (m: WorkerMessage) => {
       switch (m.type) {
+        case "loaded": // a spare taken before it had loaded says so on its way
+          break;
         case "ready":
           started = true;
           ready();
