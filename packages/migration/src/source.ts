@@ -193,6 +193,8 @@ const FINAL_PAGES_PER_BATCH = 2048;
  * hosts with cores to spare or links that are slow per connection.
  */
 const DEFAULT_STREAMS = 1;
+/** Most sending time a paced link may catch up at once after it sat idle (see `pace`). */
+const PACE_BURST_MS = 10;
 const MAX_STREAMS = 16;
 /** Pages go to streams in runs of this many consecutive pages (a page always on the same stream). */
 const STREAM_CHUNK_PAGES = 64;
@@ -368,7 +370,9 @@ export class MigrationSource {
         await this.drain(0);
         const tookMs = Math.max(1, now() - roundStart);
         roundMs.push(tookMs);
-        const bandwidth = ((this.bytesSent - sentBefore) / tookMs) * 1000 || 1;
+        // (a round that fits in one batch goes out in one burst: its rate says how fast we encode, not
+        // how fast the link goes, which is never above the limit)
+        const bandwidth = Math.min(((this.bytesSent - sentBefore) / tookMs) * 1000 || 1, this.options.bandwidthLimitBytesPerSecond ?? Infinity);
         this.progress.throughputBytesPerSecond = bandwidth;
         const bitmap = await vm.getAndClearDirtyLog();
         const syncedAt = now();
@@ -444,7 +448,10 @@ export class MigrationSource {
       const syncMs = lap();
       const final = new Set(toSend);
       for (const g of dirtyPages(last)) final.add(g);
-      pagesPerRound.push(await this.sendPages(round, [...final].sort((a, b) => a - b), FINAL_PAGES_PER_BATCH));
+      // The control link's last batch waits to leave together with State (one write, one wake-up of
+      // the server and of the destination, instead of one each).
+      pagesPerRound.push(await this.sendPages(round, [...final].sort((a, b) => a - b), FINAL_PAGES_PER_BATCH, true));
+      const lastBatch = this.lanes[0]!.builder.count > 0 ? await this.pagesFrame(this.lanes[0]!, round) : undefined;
       round++;
       const pagesMs = lap();
       const counts = new Uint8Array(4 + 4 * this.lanes.length);
@@ -459,9 +466,9 @@ export class MigrationSource {
       this.handedOver = true;
       this.options.beforeHandover?.();
       this.phase("commit");
-      const word = await this.handOver(concat([counts, state]));
+      const word = await this.handOver(concat([counts, state]), lastBatch);
       const stateSentAt = word.sentAt;
-      const stateMs = stateSentAt - mark; // mark: the last pages sent
+      const stateMs = stateSentAt - mark; // mark: the last pages encoded
       if (word.outcome === "aborted") {
         throw new MigrationError(word.reason);
       }
@@ -528,11 +535,12 @@ export class MigrationSource {
   }
 
   /**
-   * Sends State and waits for the destination's word: Resumed (it committed and runs the VM), Abandon
-   * (it did not commit), or neither — the link failed, a frame came wrong, or it was silent past the
-   * peer timeout — which leaves the outcome in doubt. Acks of the last pages are taken on the way.
+   * Sends State (after `lastBatch`, the control link's last Pages frame, if any: both in one go) and
+   * waits for the destination's word: Resumed (it committed and runs the VM), Abandon (it did not
+   * commit), or neither — the link failed, a frame came wrong, or it was silent past the peer timeout —
+   * which leaves the outcome in doubt. Acks of the last pages are taken on the way.
    */
-  private async handOver(state: Uint8Array): Promise<
+  private async handOver(state: Uint8Array, lastBatch?: Uint8Array): Promise<
     | { outcome: "committed"; sentAt: number; resumed: ResumedMessage }
     | { outcome: "aborted"; sentAt: number; reason: string }
     | { outcome: "in doubt"; sentAt: number; reason: string }
@@ -542,8 +550,11 @@ export class MigrationSource {
     try {
       // Straight to the transport (no pacing, no failure check first). A send that fails may still
       // have gone out (a transport's rejection does not say it did not), so that is doubt as well.
+      // Both frames are handed over before either send is awaited (the transport keeps call order).
       const frame = lane.writer.frame(MessageType.State, state);
-      await lane.transport.send(frame);
+      const sends = lastBatch === undefined ? [] : [lane.transport.send(lastBatch)];
+      sends.push(lane.transport.send(frame));
+      await Promise.all(sends);
       this.bytesSent += frame.length;
       sentAt = this.timers.now();
       for (;;) {
@@ -603,19 +614,13 @@ export class MigrationSource {
    * Sends the given pages as batches, within each stream's window and the bandwidth limit. Returns
    * how many. Page `gpn` goes on stream floor(gpn / STREAM_CHUNK_PAGES) mod streams, always the same.
    */
-  private async sendPages(round: number, gpns: readonly number[], pagesPerBatch = Infinity): Promise<number> {
+  private async sendPages(round: number, gpns: readonly number[], pagesPerBatch = Infinity, holdLast = false): Promise<number> {
     const { vm } = this.source;
     const lanes = this.lanes;
     let count = 0;
     const flush = async (lane: Lane): Promise<void> => {
       if (lane.builder.count === 0) return;
-      const payload = lane.builder.finish();
-      const header = new Uint8Array(4);
-      new DataView(header.buffer).setUint32(0, round, true);
-      await this.drainLane(lane, this.options.window - 1);
-      await this.sendOn(lane, MessageType.Pages, concat([header, payload]));
-      lane.unacked.push(lane.writer.lastSeq);
-      lane.pagesFrames++;
+      await this.sendFrame(lane, await this.pagesFrame(lane, round));
     };
     // The builder copies the page (the vCPUs may write it meanwhile), picks ZERO, DELTA against what
     // was sent before, or FULL, and records what it sent in `this.sent` for later deltas.
@@ -644,8 +649,28 @@ export class MigrationSource {
       // Small batches of small deltas: the destination applies one while the next is encoded.
       if (lane.builder.count >= pagesPerBatch) await flush(lane);
     }
-    for (const lane of lanes) await flush(lane);
+    for (const lane of lanes) if (!(holdLast && lane.index === 0)) await flush(lane);
     return count;
+  }
+
+  /**
+   * The Pages frame of `lane`'s batch in progress, numbered and counted as sent, once the stream's
+   * window and the bandwidth limit let it go: the caller sends it at once.
+   */
+  private async pagesFrame(lane: Lane, round: number): Promise<Uint8Array> {
+    const payload = lane.builder.finish();
+    const header = new Uint8Array(4);
+    new DataView(header.buffer).setUint32(0, round, true);
+    await this.drainLane(lane, this.options.window - 1);
+    const body = concat([header, payload]);
+    const limit = this.options.bandwidthLimitBytesPerSecond;
+    if (limit !== undefined) await this.pace(HEADER_BYTES + body.length, limit);
+    this.check();
+    const frame = lane.writer.frame(MessageType.Pages, body);
+    lane.unacked.push(lane.writer.lastSeq);
+    lane.pagesFrames++;
+    this.bytesSent += frame.length;
+    return frame;
   }
 
   /** Waits for the destination's Standby (its VM worker is ready), within the peer timeout. */
@@ -708,25 +733,33 @@ export class MigrationSource {
     const size = HEADER_BYTES + (payload?.length ?? 0);
     if (limit !== undefined) await this.pace(size, limit);
     this.check();
-    const frame = lane.writer.frame(type, payload);
+    await this.sendFrame(lane, lane.writer.frame(type, payload));
+    this.bytesSent += size;
+  }
+
+  /** Hands a numbered frame to `lane`'s transport (a page stream's failure is named as such). */
+  private async sendFrame(lane: Lane, frame: Uint8Array): Promise<void> {
     if (lane.index === 0) await lane.transport.send(frame);
     else {
       await lane.transport.send(frame).catch((e: unknown) => {
         throw new MigrationError(`page stream ${lane.index}: ${(e as Error).message}`);
       });
     }
-    this.bytesSent += size;
   }
 
-  private paceStart = 0;
-  private paceBytes = 0;
+  /** When the bytes paced so far have gone out at the limit. */
+  private paceDueAt = -Infinity;
 
-  /** Keeps the average send rate under `limit` bytes per second. */
+  /**
+   * Keeps the send rate under `limit` bytes per second: each send waits until the bytes before it and
+   * its own would have gone out at that rate. Time spent not sending (syncing the dirty log, waiting
+   * for Acks) earns at most PACE_BURST_MS of credit, so a round after a pause cannot burst far above
+   * the limit (and the round's measured bandwidth stays the link's).
+   */
   private async pace(bytes: number, limit: number): Promise<void> {
-    if (this.paceStart === 0) this.paceStart = this.timers.now();
-    this.paceBytes += bytes;
-    const dueAt = this.paceStart + (this.paceBytes / limit) * 1000;
-    const wait = dueAt - this.timers.now();
+    const now = this.timers.now();
+    this.paceDueAt = Math.max(this.paceDueAt, now - PACE_BURST_MS) + (bytes / limit) * 1000;
+    const wait = this.paceDueAt - now;
     if (wait > 1) await this.timers.sleep(wait);
   }
 

@@ -4,7 +4,11 @@
  */
 
 export interface MigrationTransport {
-  /** Sends one frame to the peer. Resolves once handed to the network (not once delivered). */
+  /**
+   * Sends one frame to the peer. Resolves once handed to the network (not once delivered). The frame
+   * is taken before `send` returns, so frames go out in the order of the calls even when a sender
+   * makes several before awaiting any (they may then leave in one write).
+   */
   send(frame: Uint8Array): Promise<void>;
   /** Frames from the peer, in the order the network delivered them. */
   onFrame(handler: (frame: Uint8Array) => void): void;
