@@ -287,7 +287,8 @@ describe("migration - faults end in a clean abort with the VM still on the sourc
     const { a, b, vm } = await twoNodes("rate=5000 ws=4");
     cleanups.push(() => a.destroy("vm1"));
     await sleep(200);
-    const { result, incoming } = await migrate(a, b, vm, {}, faults);
+    // a lost frame shows as silence: 1.5 s of it ends the migration (5 s by default)
+    const { result, incoming } = await migrate(a, b, vm, { peerTimeoutMs: 1500 }, faults);
     expect(result.ok).toBe(false);
     if (!result.ok) {
       expect(result.committed).toBe(false);
