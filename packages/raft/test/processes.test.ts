@@ -341,10 +341,10 @@ describe("processes", () => {
   });
 
   it("processes - a 3-member cluster survives kill -9 of random members and of the leader", async () => {
-    await runScenario(3, 1, 15_000);
+    await runScenario(3, 1, 8_000);
   }, 120_000);
 
   it("processes - a 5-member cluster survives kill -9 of up to two members at once", async () => {
-    await runScenario(5, 2, 15_000);
+    await runScenario(5, 2, 8_000);
   }, 120_000);
 });
