@@ -613,8 +613,10 @@ export class MigrationSource {
   /**
    * Sends the given pages as batches, within each stream's window and the bandwidth limit. Returns
    * how many. Page `gpn` goes on stream floor(gpn / STREAM_CHUNK_PAGES) mod streams, always the same.
+   * `final`: the stop-and-copy round (the VM stands still; the control link's last batch is left in
+   * its builder for the hand-over to send with State).
    */
-  private async sendPages(round: number, gpns: readonly number[], pagesPerBatch = Infinity, holdLast = false): Promise<number> {
+  private async sendPages(round: number, gpns: readonly number[], pagesPerBatch = Infinity, final = false): Promise<number> {
     const { vm } = this.source;
     const lanes = this.lanes;
     let count = 0;
@@ -629,9 +631,10 @@ export class MigrationSource {
     // The vCPUs may be writing the page while we read it: the builder takes one copy, and exactly
     // that copy is both encoded and recorded, or the next round's delta would start from bytes the
     // destination never got.
+    // In the stop-and-copy (`final`) nothing writes guest memory: pages are encoded where they lie.
     const add = (builder: BatchBuilder, gpn: number, page: Uint8Array): boolean => {
-      if (this.sent.has(gpn)) return builder.addPage(gpn, page, this.sent);
-      if (!builder.addPage(gpn, page, ZERO_PAGE)) return false;
+      if (this.sent.has(gpn)) return builder.addPage(gpn, page, this.sent, final);
+      if (!builder.addPage(gpn, page, ZERO_PAGE, final)) return false;
       this.sent.set(gpn, builder.lastPage);
       return true;
     };
@@ -649,7 +652,8 @@ export class MigrationSource {
       // Small batches of small deltas: the destination applies one while the next is encoded.
       if (lane.builder.count >= pagesPerBatch) await flush(lane);
     }
-    for (const lane of lanes) if (!(holdLast && lane.index === 0)) await flush(lane);
+    // the stop-and-copy leaves the control link's last batch to go out with State
+    for (const lane of lanes) if (!(final && lane.index === 0)) await flush(lane);
     return count;
   }
 

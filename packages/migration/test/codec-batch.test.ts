@@ -80,7 +80,7 @@ describe("page-batch - round trip", () => {
     const pages = 48;
     const write = fc.record({ gpn: fc.nat(pages - 1), at: fc.nat(PAGE / 4 - 1), value: fc.integer(), wipe: fc.boolean() });
     fc.assert(
-      fc.property(fc.array(fc.array(write, { maxLength: 30 }), { minLength: 1, maxLength: 4 }), fc.nat(pages), fc.integer({ min: 0, max: 12 }), (rounds, budgetPages, extra) => {
+      fc.property(fc.array(fc.array(write, { maxLength: 30 }), { minLength: 1, maxLength: 4 }), fc.nat(pages), fc.integer({ min: 0, max: 12 }), fc.boolean(), (rounds, budgetPages, extra, stable) => {
         const source = Array.from({ length: pages }, (_, i) => (i % 5 === 0 ? new Uint8Array(PAGE) : i % 2 ? textPage(i) : randomPage(i)));
         const dest = Array.from({ length: pages }, () => new Uint8Array(PAGE));
         const sent = new SentPages({ budgetBytes: budgetPages * PAGE });
@@ -89,9 +89,10 @@ describe("page-batch - round trip", () => {
         const send = (dirty: Iterable<number>): void => {
           const batches: Uint8Array[] = [];
           for (const gpn of dirty) {
-            if (builder.addPage(gpn, source[gpn]!, sent)) continue;
+            // (stable: nothing writes the pages while a round is encoded, as in a stop-and-copy)
+            if (builder.addPage(gpn, source[gpn]!, sent, stable)) continue;
             batches.push(builder.finish());
-            expect(builder.addPage(gpn, source[gpn]!, sent)).toBe(true);
+            expect(builder.addPage(gpn, source[gpn]!, sent, stable)).toBe(true);
           }
           batches.push(builder.finish());
           for (const b of batches) {
@@ -115,6 +116,31 @@ describe("page-batch - round trip", () => {
       }),
       { numRuns: 60 },
     );
+  });
+});
+
+describe("page-batch - stable pages", () => {
+  it("encodes a stable page where it lies: the same batch as through the copy, and lastPage is the page itself", () => {
+    const pages = [randomPage(3), new Uint8Array(PAGE), textPage(4), randomPage(5)];
+    const build = (stable: boolean): { batch: Uint8Array; last: Uint8Array[] } => {
+      const sent = new SentPages();
+      sent.set(0, randomPage(3));
+      sent.set(3, randomPage(6));
+      const builder = new BatchBuilder({ codec: null });
+      const last: Uint8Array[] = [];
+      new DataView(pages[0]!.buffer).setUint32(40, 0xfeed, true);
+      pages.forEach((p, gpn) => {
+        expect(builder.addPage(gpn, p, sent, stable)).toBe(true);
+        last.push(builder.lastPage);
+      });
+      return { batch: builder.finish(), last };
+    };
+    const copied = build(false);
+    const inPlace = build(true);
+    expect(Buffer.from(inPlace.batch).equals(Buffer.from(copied.batch))).toBe(true);
+    inPlace.last.forEach((l, i) => expect(l).toBe(pages[i]));
+    copied.last.forEach((l, i) => expect(l).not.toBe(pages[i]));
+    expect(decodeBatch(inPlace.batch).map((e) => e.kind)).toEqual(["delta", "zero", "full", "full"]);
   });
 });
 
