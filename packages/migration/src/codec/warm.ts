@@ -33,9 +33,11 @@ export function warmCodec(pages = 512, rounds = 4): number {
       if (round === 0) for (let i = 0; i < PAGE; i += 64) page[i] = (gpn + i) & 0xff;
       else if (gpn % 61 === 0) page.fill(0);
       else page[((gpn * 52 + round * 4) % PAGE) & ~3] = round;
-      if (!builder.addPage(gpn, page, sent)) {
+      // the last round as a stop-and-copy sends it: the pages encoded where they lie
+      const stable = round === rounds - 1;
+      if (!builder.addPage(gpn, page, sent, stable)) {
         apply(builder.finish());
-        builder.addPage(gpn, page, sent);
+        builder.addPage(gpn, page, sent, stable);
       }
     }
     apply(builder.finish());
