@@ -6,7 +6,8 @@
  * for that long, and at once it would compete with the VM that was just given its worker (an incoming
  * migration's switchover comes a few ms after the take: measured, its restore waited 1-8 ms behind
  * the new thread's start-up on two cores). A take that finds no spare starts a thread itself.
- * A spare counts as ready once its thread says it has loaded its code; a take prefers those.
+ * A spare counts as ready once its thread says it has loaded its code and run the partition build and
+ * state save and restore paths once over (compiled before a VM needs them); a take prefers those.
  * Spares do not keep the process alive.
  */
 import { Worker } from "node:worker_threads";

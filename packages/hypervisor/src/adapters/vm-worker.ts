@@ -19,11 +19,25 @@ import {
   type RootMessage, type VmStats, type VmWorkerData, type WorkerMessage,
 } from "./vm-protocol.js";
 
+/**
+ * A spare's idle time, spent where a VM would otherwise wait: building a partition and saving and
+ * restoring its state, on a small throwaway one, so that this code is compiled before the spare
+ * becomes a VM (measured on an incoming migration's worker: partition 3.7 ms, five state restores
+ * 7.2 ms when cold, all between the destination's admission and its Standby).
+ */
+function warmUp(): void {
+  const p = new Partition({ memoryBytes: 2 ** 20, vcpus: 1, boot: "bare", bootargs: "", clock: systemClock });
+  p.freezeTime();
+  const state = concat(savePartition(p, { memory: false }));
+  for (let i = 0; i < 5; i++) restorePartitionInto(p, state, { memoryInPlace: true, paused: true });
+}
+
 /** A spare worker (see SpareWorkers) gets its VM's data as its first message. */
 const data: VmWorkerData =
   (workerData as { spare?: boolean } | null)?.spare === true
     ? await new Promise<VmWorkerData>((resolve) => {
         parentPort!.once("message", (m: { type: "boot"; data: VmWorkerData }) => resolve(m.data));
+        warmUp();
         parentPort!.postMessage({ type: "loaded" } satisfies WorkerMessage);
       })
     : (workerData as VmWorkerData);
