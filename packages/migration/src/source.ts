@@ -451,13 +451,13 @@ export class MigrationSource {
       // The control link's last batch waits to leave together with State (one write, one wake-up of
       // the server and of the destination, instead of one each).
       pagesPerRound.push(await this.sendPages(round, [...final].sort((a, b) => a - b), FINAL_PAGES_PER_BATCH, true));
-      const lastBatch = this.lanes[0]!.builder.count > 0 ? await this.pagesFrame(this.lanes[0]!, round) : undefined;
+      const lastBatch = this.lanes[0]!.builder.count > 0 ? await this.pagesBody(this.lanes[0]!, round) : undefined;
       round++;
       const pagesMs = lap();
       const counts = new Uint8Array(4 + 4 * this.lanes.length);
       const cv = new DataView(counts.buffer);
       cv.setUint32(0, this.lanes.length, true);
-      this.lanes.forEach((l, k) => cv.setUint32(4 + 4 * k, l.pagesFrames, true));
+      this.lanes.forEach((l, k) => cv.setUint32(4 + 4 * k, l.pagesFrames + (k === 0 && lastBatch !== undefined ? 1 : 0), true));
 
       // The hand-over: once State is on its way the destination decides (it restores, passes its
       // commit point and runs the VM, or says Abandon), so a cancel is refused from here, and the
@@ -535,8 +535,8 @@ export class MigrationSource {
   }
 
   /**
-   * Sends State (after `lastBatch`, the control link's last Pages frame, if any: both in one go) and
-   * waits for the destination's word: Resumed (it committed and runs the VM), Abandon (it did not
+   * Sends State (after `lastBatch`, the body of the control link's last Pages frame, if any: both in
+   * one go) and waits for the destination's word: Resumed (it committed and runs the VM), Abandon (it did not
    * commit), or neither — the link failed, a frame came wrong, or it was silent past the peer timeout —
    * which leaves the outcome in doubt. Acks of the last pages are taken on the way.
    */
@@ -551,8 +551,8 @@ export class MigrationSource {
       // Straight to the transport (no pacing, no failure check first). A send that fails may still
       // have gone out (a transport's rejection does not say it did not), so that is doubt as well.
       // Both frames are handed over before either send is awaited (the transport keeps call order).
+      const sends = lastBatch === undefined ? [] : [lane.transport.send(this.pagesFrame(lane, lastBatch))];
       const frame = lane.writer.frame(MessageType.State, state);
-      const sends = lastBatch === undefined ? [] : [lane.transport.send(lastBatch)];
       sends.push(lane.transport.send(frame));
       await Promise.all(sends);
       this.bytesSent += frame.length;
@@ -622,7 +622,8 @@ export class MigrationSource {
     let count = 0;
     const flush = async (lane: Lane): Promise<void> => {
       if (lane.builder.count === 0) return;
-      await this.sendFrame(lane, await this.pagesFrame(lane, round));
+      const body = await this.pagesBody(lane, round);
+      await this.sendFrame(lane, this.pagesFrame(lane, body));
     };
     // The builder copies the page (the vCPUs may write it meanwhile), picks ZERO, DELTA against what
     // was sent before, or FULL, and records what it sent in `this.sent` for later deltas.
@@ -658,10 +659,10 @@ export class MigrationSource {
   }
 
   /**
-   * The Pages frame of `lane`'s batch in progress, numbered and counted as sent, once the stream's
-   * window and the bandwidth limit let it go: the caller sends it at once.
+   * The payload of a Pages frame for `lane`'s batch in progress, once the stream's window and the
+   * bandwidth limit let it go.
    */
-  private async pagesFrame(lane: Lane, round: number): Promise<Uint8Array> {
+  private async pagesBody(lane: Lane, round: number): Promise<Uint8Array> {
     const payload = lane.builder.finish();
     const header = new Uint8Array(4);
     new DataView(header.buffer).setUint32(0, round, true);
@@ -670,6 +671,11 @@ export class MigrationSource {
     const limit = this.options.bandwidthLimitBytesPerSecond;
     if (limit !== undefined) await this.pace(HEADER_BYTES + body.length, limit);
     this.check();
+    return body;
+  }
+
+  /** The Pages frame of `body`, numbered and counted as sent: the caller hands it to the transport at once. */
+  private pagesFrame(lane: Lane, body: Uint8Array): Uint8Array {
     const frame = lane.writer.frame(MessageType.Pages, body);
     lane.unacked.push(lane.writer.lastSeq);
     lane.pagesFrames++;
