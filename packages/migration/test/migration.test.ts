@@ -20,13 +20,15 @@ async function migrate(
   from: RootPartition,
   to: RootPartition,
   vm: ChildPartition,
-  // `commit`: the destination's commit point (by default it commits at once)
-  { commit, ...options }: MigrationOptions & { commit?: () => Promise<boolean> } = {},
+  // `commit`: the destination's commit point (by default it commits at once); `onLink`: sees (and may
+  // wrap) the two ends of the link before the migration starts
+  { commit, onLink, ...options }: MigrationOptions & { commit?: () => Promise<boolean>; onLink?: (link: ReturnType<typeof memoryLink>) => void } = {},
   faults: DirectionFaults & { streams?: Record<number, DirectionFaults> } = {},
   session = 7,
   consoleLog?: string[],
 ): Promise<{ result: MigrationResult; incoming: Awaited<MigrationDestination["done"]> }> {
   const link = memoryLink(faults);
+  onLink?.(link);
   const destination = new MigrationDestination(to, link.destination, session, undefined, undefined, commit === undefined ? {} : { commit });
   const spec = vm.spec;
   const source = new MigrationSource(
@@ -564,33 +566,30 @@ describe("migration - the bandwidth limit", () => {
     vm.worker!.guest.write(vm.worker!.guest.base + 12 * MiB, noise);
     await sleep(300);
     const limit = 2_000_000; // bytes/s
-    const link = memoryLink();
     const sends: { at: number; bytes: number; type: number }[] = [];
-    const send = link.source.send.bind(link.source);
-    link.source.send = (frame) => {
-      sends.push({ at: performance.now(), bytes: frame.length, type: frame[3]! });
-      return send(frame);
-    };
-    // The destination answers late once (its first Ack and all after it wait 200 ms, in order): with a
-    // window of 1 the source sits idle meanwhile, and must not then make up for that time at once.
-    const answer = link.destination.send.bind(link.destination);
-    let held: Promise<void> | undefined;
-    link.destination.send = (frame) => {
-      if (frame[3] === MessageType.Ack && held === undefined) held = sleep(200).then(() => undefined);
-      if (held === undefined) return answer(frame);
-      held = held.then(() => answer(frame));
-      return Promise.resolve();
-    };
-    const destination = new MigrationDestination(b, link.destination, 9);
-    const spec = vm.spec;
-    const result = await new MigrationSource(
-      { vm: vm.worker!, name: spec.name, memoryBytes: spec.memoryBytes, vcpus: spec.vcpus, boot: spec.boot, bootargs: spec.bootargs },
-      link.source, 9, { bandwidthLimitBytesPerSecond: limit, window: 1 },
-    ).run();
+    const { result, incoming } = await migrate(a, b, vm, {
+      bandwidthLimitBytesPerSecond: limit,
+      window: 1,
+      onLink: (link) => {
+        const send = link.source.send.bind(link.source);
+        link.source.send = (frame) => {
+          sends.push({ at: performance.now(), bytes: frame.length, type: frame[3]! });
+          return send(frame);
+        };
+        // The destination answers late once (its first Ack and all after it wait 200 ms, in order):
+        // with a window of 1 the source sits idle meanwhile, and must not then make up for that time at once.
+        const answer = link.destination.send.bind(link.destination);
+        let held: Promise<void> | undefined;
+        link.destination.send = (frame) => {
+          if (frame[3] === MessageType.Ack && held === undefined) held = sleep(200).then(() => undefined);
+          if (held === undefined) return answer(frame);
+          held = held.then(() => answer(frame));
+          return Promise.resolve();
+        };
+      },
+    });
     expect(result.ok, JSON.stringify(result)).toBe(true);
-    expect((await destination.done).ok).toBe(true);
-    await a.destroy(spec.name);
-    cleanups.push(() => b.destroy(spec.name));
+    expect(incoming.ok).toBe(true);
     // every frame but State is paced (State goes at once: the vCPUs stand still)
     const paced = sends.filter((f) => f.type !== MessageType.State);
     const total = paced.reduce((n, f) => n + f.bytes, 0);
