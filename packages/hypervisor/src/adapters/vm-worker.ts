@@ -26,7 +26,11 @@ import {
  * 7.2 ms when cold, all between the destination's admission and its Standby).
  */
 function warmUp(): void {
-  const p = new Partition({ memoryBytes: 2 ** 20, vcpus: 1, boot: "bare", bootargs: "", clock: systemClock });
+  warmSwitchover(new Partition({ memoryBytes: 2 ** 20, vcpus: 1, boot: "bare", bootargs: "", clock: systemClock }));
+}
+
+/** Freezes `p`'s time, then saves its state and restores it into `p` five times (the switchover's paths). */
+function warmSwitchover(p: Partition): void {
   p.freezeTime();
   const state = concat(savePartition(p, { memory: false }));
   for (let i = 0; i < 5; i++) restorePartitionInto(p, state, { memoryInPlace: true, paused: true });
@@ -73,9 +77,7 @@ function build(): void {
       memoryBytes: data.memoryBytes, vcpus: data.vcpus, boot: data.boot, bootargs: data.bootargs, clock: systemClock, pool, ept, onConsole,
       offers: data.offers,
     });
-    partition.freezeTime();
-    const warm = concat(savePartition(partition, { memory: false }));
-    for (let i = 0; i < 5; i++) restorePartitionInto(partition, warm, { memoryInPlace: true, paused: true });
+    warmSwitchover(partition);
   } else if (data.snapshot !== undefined) {
     partition = restorePartition(data.snapshot, {
       clock: systemClock, pool, ept, onConsole, memoryInPlace: data.memoryInPlace, paused: data.startPaused === true,
