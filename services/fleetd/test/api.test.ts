@@ -9,17 +9,17 @@
  * The last block ("documented behaviour") checks further promises of the .proto files; a failure
  * there is a fleetd bug, named by the test.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, mkdtempSync, rmSync, statSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   API_METHODS, API_PACKAGE, ApiClient, ApiError, type ApiErrorCode, type ApiStream, type CreateVmInput, loadApi, type MethodSpec, methodPath,
   type Migration, type MigrationUpdate, type Vm, type VmEvent,
 } from "@hyperfleet/api";
-import { sleep, until } from "./helpers.js";
+import { sleep, startJoiner, until } from "./helpers.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fleetdMainPath, freePort, LocalCluster, localNodeEnv, stopProcess, type LocalNode } from "../src/local-cluster.js";
+import { freePort, LocalCluster, stopProcess, type LocalNode } from "../src/local-cluster.js";
 
 const MIB = 2 ** 20;
 const UNKNOWN_MIGRATION = "987654321";
@@ -1046,26 +1046,11 @@ describe("Cluster", () => {
   });
 });
 
-/** Starts one more fleetd, "n4", that knows the cluster but is not a member of it (it waits to be added). */
-async function startJoiner(): Promise<{ process: ChildProcess; apiAddress: string; raftAddress: string }> {
-  const c = cluster!;
-  const apiAddress = `127.0.0.1:${await freePort()}`;
-  const raftAddress = `127.0.0.1:${await freePort()}`;
-  const httpAddress = `127.0.0.1:${await freePort()}`;
-  const peers = [...c.nodes.map((n) => `${n.id}=${n.raftAddress}`), `n4=${raftAddress}`].join(",");
-  const self = { id: "n4", api: apiAddress, raft: raftAddress, http: httpAddress };
-  const joining = { HYPERFLEET_INITIAL_VOTERS: c.nodes.map((n) => n.id).join(",") };
-  const env: NodeJS.ProcessEnv = { ...process.env, ...localNodeEnv({ memoryMib: 64, env: joining }, dir, self, peers, c.natsUrl, c.token) };
-  const child = spawn(process.execPath, [fleetdMainPath()], { env, stdio: ["ignore", "ignore", "pipe"] });
-  child.stderr?.pipe(createWriteStream(join(dir, "n4.log"), { flags: "a" }));
-  extraProcesses.push(child);
-  return { process: child, apiAddress, raftAddress };
-}
-
 describe("Cluster (a real node joining)", () => {
   it("Cluster.AddMember of a fresh fleetd: it catches up and serves the cluster's state; PromoteMember makes it a voter; RemoveMember takes it out", async () => {
     const w = writer();
-    const joiner = await startJoiner();
+    const joiner = await startJoiner(cluster!, dir, 64);
+    extraProcesses.push(joiner.process);
     try {
       const added = await w.addMember({ id: "n4", raftAddress: joiner.raftAddress, apiAddress: joiner.apiAddress });
       expect({ id: added.id, raftAddress: added.raftAddress, role: added.role }).toEqual({ id: "n4", raftAddress: joiner.raftAddress, role: "MEMBER_ROLE_LEARNER" });

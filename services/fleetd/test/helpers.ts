@@ -1,10 +1,11 @@
 /** Helpers shared by the real-process fleetd tests: waiting, a cluster per file, VM progress from /metrics. */
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ApiClient } from "@hyperfleet/api";
 import { afterAll, beforeAll } from "vitest";
-import { LocalCluster, type LocalClusterOptions } from "../src/local-cluster.js";
+import { fleetdMainPath, freePort, LocalCluster, localNodeEnv, type LocalClusterOptions } from "../src/local-cluster.js";
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -90,4 +91,23 @@ export function follow(api: ApiClient, vm: string): { text: () => string; stop: 
       await Promise.race([reading, sleep(1000)]);
     },
   };
+}
+
+/**
+ * Starts one more fleetd, "n4", that knows `cluster` (its peers, NATS and token) but is not a member of
+ * it: it waits to be added. Its data directory is `<dir>/n4`, its log `<dir>/n4.log`.
+ */
+export async function startJoiner(
+  cluster: LocalCluster, dir: string, memoryMib: number,
+): Promise<{ process: ChildProcess; apiAddress: string; raftAddress: string; httpAddress: string }> {
+  const apiAddress = `127.0.0.1:${await freePort()}`;
+  const raftAddress = `127.0.0.1:${await freePort()}`;
+  const httpAddress = `127.0.0.1:${await freePort()}`;
+  const peers = [...cluster.nodes.map((n) => `${n.id}=${n.raftAddress}`), `n4=${raftAddress}`].join(",");
+  const self = { id: "n4", api: apiAddress, raft: raftAddress, http: httpAddress };
+  const joining = { HYPERFLEET_INITIAL_VOTERS: cluster.nodes.map((n) => n.id).join(",") };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...localNodeEnv({ memoryMib, env: joining }, dir, self, peers, cluster.natsUrl, cluster.token) };
+  const child = spawn(process.execPath, [fleetdMainPath()], { env, stdio: ["ignore", "ignore", "pipe"] });
+  child.stderr?.pipe(createWriteStream(join(dir, "n4.log"), { flags: "a" }));
+  return { process: child, apiAddress, raftAddress, httpAddress };
 }

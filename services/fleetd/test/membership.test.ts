@@ -3,13 +3,11 @@
  * cluster as a learner (AddMember), catches up and registers, is promoted to a voter (PromoteMember),
  * takes VMs, and is removed again (RemoveMember) once it owns none.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream } from "node:fs";
-import { join } from "node:path";
+import type { ChildProcess } from "node:child_process";
 import { ApiError, type ApiClient } from "@hyperfleet/api";
 import { afterAll, describe, expect, it } from "vitest";
-import { fleetdMainPath, freePort, httpStatus, localNodeEnv, stopProcess } from "../src/local-cluster.js";
-import { until, useCluster } from "./helpers.js";
+import { httpStatus, stopProcess } from "../src/local-cluster.js";
+import { startJoiner, until, useCluster } from "./helpers.js";
 
 const MIB = 2 ** 20;
 const local = useCluster("membership", { nodes: 3, memoryMib: 128 });
@@ -27,21 +25,9 @@ function client(address: string): ApiClient {
 describe("membership", () => {
   it("membership - a node joins as a learner, is promoted, takes a VM and is removed once it owns none", async () => {
     const api = client(local.cluster.apiAddresses[0]!);
-    const raft = `127.0.0.1:${await freePort()}`;
-    const apiAddress = `127.0.0.1:${await freePort()}`;
-    const http = `127.0.0.1:${await freePort()}`;
-    const peers = [...local.cluster.nodes.map((n) => `${n.id}=${n.raftAddress}`), `n4=${raft}`].join(",");
-    joiner = spawn(process.execPath, [fleetdMainPath()], {
-      env: {
-        ...process.env,
-        ...localNodeEnv(
-          { memoryMib: 128, env: { HYPERFLEET_INITIAL_VOTERS: "n1,n2,n3" } }, dir, { id: "n4", api: apiAddress, raft, http }, peers,
-          local.cluster.natsUrl, local.cluster.token,
-        ),
-      },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    joiner.stderr?.pipe(createWriteStream(join(dir, "n4.log")));
+    const started = await startJoiner(local.cluster, dir, 128);
+    joiner = started.process;
+    const { raftAddress: raft, apiAddress, httpAddress: http } = started;
 
     const added = await api.addMember({ id: "n4", raftAddress: raft, apiAddress });
     expect(added).toMatchObject({ id: "n4", raftAddress: raft, role: "MEMBER_ROLE_LEARNER" });
